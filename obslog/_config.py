@@ -1,0 +1,188 @@
+"""
+Global state department: what obslog was configured with.
+
+One :class:`_Configuration` instance, :data:`CONFIG`, read on the hot path by the renderers and the
+scopes.  :func:`obslog.configure` and :func:`obslog.dict_config` write it; :func:`reset_defaults`
+restores the built-in values (tests use it between cases).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from typing import Any
+
+
+__all__ = [
+    "CONFIG",
+    "DEFAULT_REDACT_KEYS",
+    "get_config",
+    "is_secret",
+    "reset_defaults",
+    "update",
+]
+
+DEFAULT_REDACT_KEYS: frozenset[str] = frozenset(
+    {"password", "passwd", "authorization", "cookie", "token", "secret", "api_key", "apikey"}
+)
+REDACTED = "[REDACTED]"
+FORMATS = ("json", "console")
+
+_BUILTIN: dict[str, Any] = {
+    "service": None,
+    "env": None,
+    "version": None,
+    "level": logging.INFO,
+    "fmt": "json",
+    "redact_keys": DEFAULT_REDACT_KEYS,
+    "sample_rate": 1,
+    "slow_ms": None,
+    "canonical_logger": "obslog",
+}
+
+
+class _Configuration:
+    """The settings every part of obslog reads; see :func:`obslog.configure` for each one."""
+
+    __slots__ = (
+        "canonical_logger",
+        "env",
+        "fmt",
+        "level",
+        "redact_keys",
+        "sample_rate",
+        "service",
+        "slow_ms",
+        "static",
+        "version",
+    )
+
+    service: str | None
+    env: str | None
+    version: str | None
+    level: int
+    fmt: str
+    redact_keys: frozenset[str]
+    sample_rate: int
+    slow_ms: float | None
+    canonical_logger: str
+    static: dict[str, str]
+
+    def __init__(self) -> None:
+        for name, value in _BUILTIN.items():
+            setattr(self, name, value)
+        self.static = {}
+
+
+CONFIG = _Configuration()
+
+
+def parse_level(level: int | str) -> int:
+    """Return the numeric level of *level* (``"info"``, ``"INFO"``, ``20``)."""
+    if isinstance(level, bool) or not isinstance(level, (int, str)):
+        msg = f"level must be a level name such as 'INFO' or an int, not {level!r}"
+        raise TypeError(msg)
+    if isinstance(level, int):
+        return level
+    value = logging.getLevelName(level.strip().upper())
+    if not isinstance(value, int):
+        msg = f"unknown log level {level!r}; valid: DEBUG, INFO, WARNING, ERROR, CRITICAL"
+        raise ValueError(msg)
+    return value
+
+
+def _validated(name: str, value: Any) -> Any:
+    if name == "level":
+        return parse_level(value)
+    if name == "fmt":
+        if value not in FORMATS:
+            msg = f"fmt must be one of {FORMATS}, not {value!r}"
+            raise ValueError(msg)
+        return value
+    if name == "redact_keys":
+        if isinstance(value, str):
+            msg = "redact_keys must be an iterable of key names, not a single string"
+            raise TypeError(msg)
+        return frozenset(str(k).lower().replace("-", "_") for k in value)
+    if name == "sample_rate":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            msg = f"sample_rate must be an int >= 1 (keep 1 in N lines), not {value!r}"
+            raise ValueError(msg)
+        return value
+    if name == "slow_ms":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            msg = f"slow_ms must be a number of milliseconds or None, not {value!r}"
+            raise TypeError(msg)
+        return value
+    if name in ("service", "env", "version", "canonical_logger"):
+        if value is not None and not isinstance(value, str):
+            msg = f"{name} must be a str, not {type(value).__name__}"
+            raise TypeError(msg)
+        return value
+    msg = f"unknown setting {name!r}"  # pragma: no cover - guarded by callers
+    raise TypeError(msg)
+
+
+_ENV = {"level": "OBSLOG_LEVEL", "fmt": "OBSLOG_FORMAT", "service": "OBSLOG_SERVICE"}
+
+
+def update(**settings: Any) -> None:
+    """
+    Validate and store *settings*; ``None`` leaves a setting unchanged.
+
+    The environment wins over arguments for ``OBSLOG_LEVEL``, ``OBSLOG_FORMAT`` and
+    ``OBSLOG_SERVICE``, so operators can change them without a code change.
+    """
+    for name, var in _ENV.items():
+        env_value = os.environ.get(var)
+        if env_value:
+            settings[name] = env_value.lower() if name == "fmt" else env_value
+    validated = {
+        name: _validated(name, value)
+        for name, value in settings.items()
+        if value is not None
+    }
+    for name, value in validated.items():
+        setattr(CONFIG, name, value)
+    _secret_cache.clear()
+    CONFIG.static = {
+        key: value
+        for key, value in (("service", CONFIG.service), ("env", CONFIG.env), ("version", CONFIG.version))
+        if value is not None
+    }
+
+
+_secret_cache: dict[str, bool] = {}
+
+
+def is_secret(key: object) -> bool:
+    """
+    Return whether values under *key* must be redacted.
+
+    A key matches a redact name when, lower-cased with ``-`` read as ``_``, it equals the name or ends
+    in ``_<name>``: ``Authorization``, ``db_password``, ``X-Api-Key`` and ``set-cookie`` match;
+    ``token_count`` does not.
+    """
+    if not isinstance(key, str):
+        return False
+    hit = _secret_cache.get(key)
+    if hit is None:
+        norm = key.lower().replace("-", "_")
+        hit = any(norm == name or norm.endswith("_" + name) for name in CONFIG.redact_keys)
+        if len(_secret_cache) < 8192:
+            _secret_cache[key] = hit
+    return hit
+
+
+def get_config() -> dict[str, Any]:
+    """Return the current settings as a dict."""
+    return {name: getattr(CONFIG, name) for name in _BUILTIN}
+
+
+def reset_defaults() -> None:
+    """Restore the built-in settings."""
+    for name, value in _BUILTIN.items():
+        setattr(CONFIG, name, value)
+    CONFIG.static = {}
+    _secret_cache.clear()

@@ -1,0 +1,154 @@
+"""
+Set up stdlib logging and structlog in one call: :func:`configure` or :func:`dict_config`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from typing import IO, Any
+
+import structlog
+
+from . import _config
+from ._stdlib import ContextFilter, install_logger_class, make_formatter
+from .processors import BoundLogger, render_to_stdlib
+
+
+__all__ = ["configure", "configure_structlog", "dict_config"]
+
+_HANDLER_MARK = "_obslog_handler"
+
+
+def configure_structlog() -> None:
+    """Route structlog through the stdlib loggers, rendering obslog lines (idempotent)."""
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, render_to_stdlib],
+        wrapper_class=BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+
+
+def _settings(**settings: Any) -> None:
+    _config.update(**settings)
+    configure_structlog()
+    # After structlog: its LoggerFactory sets a logger class of its own.
+    install_logger_class()
+
+
+def configure(
+    service: str | None = None,
+    env: str | None = None,
+    version: str | None = None,
+    level: int | str | None = None,
+    fmt: str | None = None,
+    stream: IO[str] | None = None,
+    *,
+    redact_keys: Any = None,
+    sample_rate: int | None = None,
+    slow_ms: float | None = None,
+    canonical_logger: str | None = None,
+) -> logging.Handler:
+    """
+    Configure stdlib logging and structlog to write obslog lines to *stream*, in one call.
+
+    Installs one handler on the root logger (replacing the one a previous call installed, so calling
+    twice never duplicates lines), sets the root level, makes structlog route through stdlib, and
+    makes ``extra`` keys that clash with LogRecord attributes safe.
+
+    Args:
+        service: Static ``service`` field (also the Loki stream label).  Env: ``OBSLOG_SERVICE``.
+        env: Static ``env`` field (``prod``, ``staging``...).
+        version: Static ``version`` field.
+        level: Root level, a name or a number; default ``INFO``.  Env: ``OBSLOG_LEVEL``.
+        fmt: ``"json"`` (default) or ``"console"``.  Env: ``OBSLOG_FORMAT``.
+        stream: Where lines go; default ``sys.stdout``.
+        redact_keys: Key names whose values are replaced by ``[REDACTED]`` at any depth.
+        sample_rate: Keep 1 in *sample_rate* canonical lines that are neither errors nor slow.
+        slow_ms: Canonical lines at least this slow are always kept when sampling.
+        canonical_logger: Logger name of canonical lines; default ``"obslog"``.
+
+    Returns:
+        The installed handler.
+
+    Raises:
+        ValueError, TypeError: a setting is invalid; the message says what is valid.
+
+    .. versionadded:: 0.1.0
+    """
+    _settings(
+        service=service,
+        env=env,
+        version=version,
+        level=level,
+        fmt=fmt,
+        redact_keys=redact_keys,
+        sample_rate=sample_rate,
+        slow_ms=slow_ms,
+        canonical_logger=canonical_logger,
+    )
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.setFormatter(make_formatter())
+    handler.addFilter(ContextFilter())
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(_config.CONFIG.level)
+    return handler
+
+
+def dict_config(
+    service: str | None = None,
+    env: str | None = None,
+    version: str | None = None,
+    level: int | str | None = None,
+    fmt: str | None = None,
+    stream: Any = "ext://sys.stdout",
+    *,
+    redact_keys: Any = None,
+    sample_rate: int | None = None,
+    slow_ms: float | None = None,
+    canonical_logger: str | None = None,
+) -> dict[str, Any]:
+    """
+    Return a ``logging.config.dictConfig`` dict that writes obslog lines; configure structlog too.
+
+    The arguments are those of :func:`configure`.  Extend the dict with your own loggers and
+    handlers before passing it on; it keeps existing loggers enabled.
+
+    >>> import logging.config, obslog
+    >>> logging.config.dictConfig(obslog.dict_config(service="shop"))
+
+    .. versionadded:: 0.1.0
+    """
+    _settings(
+        service=service,
+        env=env,
+        version=version,
+        level=level,
+        fmt=fmt,
+        redact_keys=redact_keys,
+        sample_rate=sample_rate,
+        slow_ms=slow_ms,
+        canonical_logger=canonical_logger,
+    )
+    formatter = "obslog.ConsoleFormatter" if _config.CONFIG.fmt == "console" else "obslog.JsonFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"obslog_context": {"()": "obslog.ContextFilter"}},
+        "formatters": {"obslog": {"()": formatter}},
+        "handlers": {
+            "obslog": {
+                "class": "logging.StreamHandler",
+                "stream": stream,
+                "formatter": "obslog",
+                "filters": ["obslog_context"],
+            }
+        },
+        "root": {"level": logging.getLevelName(_config.CONFIG.level), "handlers": ["obslog"]},
+    }

@@ -1,0 +1,551 @@
+"""
+Per-request context: scopes, timers and the canonical line.
+
+A :class:`Scope` is the unit of work a service is asked about afterwards: an HTTP request, a task, a
+job.  It lives in a :class:`contextvars.ContextVar`, so every thread and every asyncio task sees its
+own scope, and ends with exactly one wide *canonical line* that holds its duration, outcome and every
+timer recorded inside it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+import random
+import re
+import threading
+
+from collections.abc import Callable
+from time import perf_counter
+from types import TracebackType
+from typing import Any, TypeVar
+
+from . import _ids, _stats
+from ._config import CONFIG, REDACTED, is_secret
+
+
+__all__ = [
+    "Scope",
+    "bind",
+    "capture",
+    "current_scope",
+    "in_context",
+    "on_scope_end",
+    "on_scope_start",
+    "request_scope",
+    "scope",
+    "timed",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CURRENT: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
+    "obslog_scope", default=None
+)
+# Timers of one scope can be recorded from several threads (work handed to an executor with
+# in_context shares the scope), so updates take a lock; it is uncontended in the common case.
+_RECORD_LOCK = threading.Lock()
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_valid_names: set[str] = set()
+
+# Keys a bound field may not take: the line's own schema.  A clash is kept under ``extra_<key>``.
+RESERVED_FIELDS = frozenset(
+    {
+        "timestamp", "level", "logger", "event", "service", "env", "version", "pid",
+        "request_id", "trace_id", "span_id", "timings", "exc_type", "exc_message", "stack",
+        "duration_ms", "outcome", "status", "sample_rate",
+    }
+)
+
+Listener = Callable[["Scope"], None]
+_start_listeners: tuple[Listener, ...] = ()
+_end_listeners: tuple[Listener, ...] = ()
+_listeners_lock = threading.Lock()
+
+
+def _check_name(name: object, what: str) -> str:
+    if type(name) is str and name in _valid_names:
+        return name
+    if not isinstance(name, str):
+        msg = f"{what} must be a str, not {type(name).__name__}"
+        raise TypeError(msg)
+    if _NAME.fullmatch(name) is None:
+        msg = (
+            f"invalid {what} {name!r}: use 1-64 characters [A-Za-z0-9_], not starting with a "
+            "digit, so that it stays a valid field and Loki label name"
+        )
+        raise ValueError(msg)
+    if len(_valid_names) < 4096:
+        _valid_names.add(name)
+    return name
+
+
+def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in RESERVED_FIELDS:
+            key = f"extra_{key}"
+        out[key] = REDACTED if is_secret(key) else value
+    return out
+
+
+class Scope:
+    """
+    One unit of work (request, task, job) and everything measured inside it.
+
+    Use :func:`scope` or :func:`request_scope` to make one.  A scope is entered once, with ``with``
+    or ``async with``; on exit it emits its canonical line and restores the enclosing scope.
+
+    Attributes:
+        kind: What this scope is; also the ``event`` of its canonical line.
+        request_id: Correlation id shared by every line of the scope.
+        trace_id: W3C trace id, or ``None``.
+        span_id: W3C span id, or ``None``.
+        fields: Bound fields, on every line of the scope.
+        status: Status to report (an HTTP status code); settable.
+        outcome: ``None`` until exit; set it before exit to force ``"cancelled"`` or ``"error"``.
+        duration_ms: Wall time of the scope, set on exit.
+        timers: ``name -> [count, total_ms, max_ms]``.
+        exc: The exception that ended the scope, if any.
+        emit: Set to ``False`` before exit to suppress the canonical line.
+        level: Level of the canonical line; ``None`` picks it from the outcome.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = (
+        "_ctx",
+        "_entered",
+        "_timings",
+        "_token",
+        "duration_ms",
+        "emit",
+        "exc",
+        "fields",
+        "kind",
+        "level",
+        "outcome",
+        "parent",
+        "request_id",
+        "span_id",
+        "start",
+        "status",
+        "timers",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
+        level: int | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        self.kind = _check_name(kind, "scope kind")
+        for name, value in (("request_id", request_id), ("trace_id", trace_id), ("span_id", span_id)):
+            if value is not None and not isinstance(value, str):
+                msg = f"{name} must be a str or None, not {type(value).__name__}"
+                raise TypeError(msg)
+        self.request_id: str = request_id or ""
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.level = level
+        self.fields: dict[str, Any] = _clean_fields(fields) if fields else {}
+        self.status: int | None = None
+        self.outcome: str | None = None
+        self.duration_ms: float | None = None
+        self.timers: dict[str, list[Any]] = {}
+        self.exc: BaseException | None = None
+        self.emit = True
+        self.parent: Scope | None = None
+        self.start = 0.0
+        self._entered = False
+        self._token: contextvars.Token[Scope | None] | None = None
+        self._ctx: dict[str, Any] = {}
+        self._timings: dict[str, dict[str, Any]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Scope {self.kind} request_id={self.request_id!r} fields={self.fields!r}>"
+
+    # -- context -------------------------------------------------------------------------------
+
+    def bind(self, **fields: Any) -> None:
+        """Add *fields* to every later line of this scope, its canonical line included."""
+        self.fields.update(_clean_fields(fields))
+        self._rebuild_ctx()
+
+    def _rebuild_ctx(self) -> None:
+        ctx: dict[str, Any] = {"request_id": self.request_id}
+        if self.trace_id is not None:
+            ctx["trace_id"] = self.trace_id
+        if self.span_id is not None:
+            ctx["span_id"] = self.span_id
+        ctx.update(self.fields)
+        self._ctx = ctx  # replaced, never mutated: records may hold the old one
+
+    def _record(self, name: str, ms: float) -> None:
+        with _RECORD_LOCK:
+            entry = self.timers.get(name)
+            if entry is None:
+                self.timers[name] = [1, ms, ms]
+            else:
+                entry[0] += 1
+                entry[1] += ms
+                if ms > entry[2]:
+                    entry[2] = ms
+            self._timings = None
+
+    def timings(self) -> dict[str, dict[str, Any]]:
+        """Return ``{name: {"ms": total, "count": n, "max_ms": longest}}`` for every timer so far."""
+        cached = self._timings
+        if cached is None:
+            with _RECORD_LOCK:
+                cached = {
+                    name: {"ms": round(total, 3), "count": count, "max_ms": round(longest, 3)}
+                    for name, (count, total, longest) in self.timers.items()
+                }
+                self._timings = cached
+        return cached
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def __enter__(self) -> Scope:
+        if self._entered:
+            msg = "a Scope can be entered only once; create a new one for each unit of work"
+            raise RuntimeError(msg)
+        self._entered = True
+        parent = _CURRENT.get()
+        self.parent = parent
+        if parent is not None:
+            if not self.request_id:
+                self.request_id = parent.request_id
+            if self.trace_id is None:
+                self.trace_id, self.span_id = parent.trace_id, parent.span_id
+            if parent.fields:
+                self.fields = {**parent.fields, **self.fields}
+        if not self.request_id:
+            self.request_id = _ids.new_request_id()
+        if self.trace_id is None:
+            otel = _ids.current_otel_ids()
+            if otel is not None:
+                self.trace_id, self.span_id = otel
+        self._rebuild_ctx()
+        self._token = _CURRENT.set(self)
+        self.start = perf_counter()
+        _notify(_start_listeners, self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.duration_ms = max(perf_counter() - self.start, 0.0) * 1000.0
+        self.exc = exc
+        if self.outcome is None:
+            self.outcome = _outcome(exc, self.status)
+        try:
+            if self.emit:
+                _emit_canonical(self, exc_type, exc, tb)
+        finally:
+            token, self._token = self._token, None
+            try:
+                if token is not None:
+                    _CURRENT.reset(token)
+            except ValueError:
+                # Exited in another context than it was entered in (a callback-style
+                # integration): restore the enclosing scope explicitly.
+                _CURRENT.set(self.parent)
+            _notify(_end_listeners, self)
+
+    async def __aenter__(self) -> Scope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def _outcome(exc: BaseException | None, status: int | None) -> str:
+    if exc is not None:
+        return "error" if isinstance(exc, Exception) else "cancelled"
+    if status is not None and status >= 500:
+        return "error"
+    return "ok"
+
+
+_LEVEL_OF_OUTCOME = {"ok": logging.INFO, "cancelled": logging.WARNING, "error": logging.ERROR}
+
+
+def _emit_canonical(
+    s: Scope,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> None:
+    duration = s.duration_ms or 0.0
+    sample_rate = CONFIG.sample_rate
+    if sample_rate > 1:
+        slow = CONFIG.slow_ms
+        if s.outcome != "ok" or (slow is not None and duration >= slow):
+            sample_rate = 1
+        elif random.random() * sample_rate >= 1.0:  # noqa: S311 - sampling, not security
+            _stats.incr("sampled_out")
+            return
+    extra: dict[str, Any] = {}
+    if s.status is not None:
+        extra["status"] = s.status
+    extra["duration_ms"] = round(duration, 3)
+    extra["outcome"] = s.outcome
+    extra["sample_rate"] = sample_rate
+    level = s.level if s.level is not None else _LEVEL_OF_OUTCOME.get(s.outcome or "ok", logging.INFO)
+    exc_info = (exc_type, exc, tb) if exc is not None and exc_type is not None else None
+    logging.getLogger(CONFIG.canonical_logger).log(level, s.kind, exc_info=exc_info, extra=extra)
+    _stats.incr("canonical_lines")
+
+
+def _notify(listeners: tuple[Listener, ...], s: Scope) -> None:
+    for listener in listeners:
+        try:
+            listener(s)
+        except Exception:  # noqa: BLE001 - a broken listener must not break the request
+            _stats.incr("listener_errors")
+
+
+def _add_listener(which: str, fn: Listener) -> Callable[[], None]:
+    global _start_listeners, _end_listeners
+    if not callable(fn):
+        msg = f"listener must be callable, not {type(fn).__name__}"
+        raise TypeError(msg)
+    with _listeners_lock:
+        if which == "start":
+            _start_listeners = (*_start_listeners, fn)
+        else:
+            _end_listeners = (*_end_listeners, fn)
+
+    def remove() -> None:
+        global _start_listeners, _end_listeners
+        with _listeners_lock:
+            if which == "start":
+                _start_listeners = tuple(f for f in _start_listeners if f is not fn)
+            else:
+                _end_listeners = tuple(f for f in _end_listeners if f is not fn)
+
+    return remove
+
+
+def on_scope_start(fn: Listener) -> Callable[[], None]:
+    """Call *fn(scope)* when any scope is entered; returns a function that unregisters it."""
+    return _add_listener("start", fn)
+
+
+def on_scope_end(fn: Listener) -> Callable[[], None]:
+    """
+    Call *fn(scope)* after any scope has ended, its canonical line sampled out or not.
+
+    Returns a function that unregisters it.  Exceptions from *fn* are counted in
+    ``obslog.stats()["listener_errors"]`` and otherwise ignored.
+    """
+    return _add_listener("end", fn)
+
+
+# -- public constructors -------------------------------------------------------------------------
+
+
+def scope(
+    kind: str,
+    *,
+    request_id: str | None = None,
+    trace_id: str | None = None,
+    span_id: str | None = None,
+    level: int | None = None,
+    **fields: Any,
+) -> Scope:
+    """
+    Return a new :class:`Scope` of *kind* (``"task"``, ``"job"``, ...) binding *fields*.
+
+    Inside an enclosing scope, the new one inherits its request id, trace ids and fields unless given.
+
+    >>> import obslog
+    >>> with obslog.scope("job", job="nightly-report") as s:
+    ...     s.kind
+    'job'
+
+    .. versionadded:: 0.1.0
+    """
+    return Scope(
+        kind, request_id=request_id, trace_id=trace_id, span_id=span_id, level=level, fields=fields
+    )
+
+
+def request_scope(
+    method: str | None = None,
+    route: str | None = None,
+    *,
+    request_id: str | None = None,
+    trace_id: str | None = None,
+    span_id: str | None = None,
+    level: int | None = None,
+    **fields: Any,
+) -> Scope:
+    """
+    Return a ``request`` scope; *route* is the route template (``/orders/{id}``), never a raw path.
+
+    .. versionadded:: 0.1.0
+    """
+    if method is not None:
+        fields["method"] = method
+    if route is not None:
+        fields["route"] = route
+    return scope(
+        "request", request_id=request_id, trace_id=trace_id, span_id=span_id, level=level, **fields
+    )
+
+
+def current_scope() -> Scope | None:
+    """Return the innermost active scope of this thread or task, or ``None``."""
+    return _CURRENT.get()
+
+
+def bind(**fields: Any) -> None:
+    """Bind *fields* on the current scope; outside any scope this does nothing."""
+    s = _CURRENT.get()
+    if s is not None:
+        s.bind(**fields)
+
+
+def capture() -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]] | None]:
+    """
+    Return ``(context fields, timings)`` to put on a record made now.
+
+    The dicts are snapshots (replaced, not mutated, by later changes), so a record formatted later in
+    another thread (a ``QueueHandler``) still shows the context of the moment it was made.  An active
+    OpenTelemetry span overrides the scope's trace and span ids.
+    """
+    s = _CURRENT.get()
+    otel = _ids.current_otel_ids() if _ids.otel_available else None
+    if s is None:
+        if otel is None:
+            return None, None
+        return {"trace_id": otel[0], "span_id": otel[1]}, None
+    ctx = s._ctx
+    if otel is not None and otel[1] != ctx.get("span_id"):
+        ctx = {**ctx, "trace_id": otel[0], "span_id": otel[1]}
+    return ctx, (s.timings() if s.timers else None)
+
+
+# -- timers --------------------------------------------------------------------------------------
+
+
+class timed:  # noqa: N801 - used like a function: ``with timed("db_query"):``
+    """
+    Time a block or a function under *name* in the current scope.
+
+    Each use adds one call: the scope keeps count, total and maximum per name, for itself and every
+    enclosing scope.  The time is recorded even when the block raises; the exception propagates
+    unchanged.  Outside any scope, ``timed`` records nothing and costs one context-variable lookup.
+
+    >>> import obslog
+    >>> with obslog.scope("job") as s:
+    ...     with obslog.timed("db_query"):
+    ...         pass
+    ...     s.timers["db_query"][0]
+    1
+
+    As a decorator it works on sync and async functions; each call is timed separately.
+
+    Raises:
+        TypeError: *name* is not a ``str``.
+        ValueError: *name* is empty or not ``[A-Za-z_][A-Za-z0-9_]*`` (at most 64 characters).
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ("_scope", "_start", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name if type(name) is str and name in _valid_names else _check_name(name, "timer name")
+        self._scope: Scope | None = None
+        self._start = 0.0
+
+    def __enter__(self) -> timed:
+        self._scope = _CURRENT.get()
+        if self._scope is not None:
+            self._start = perf_counter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        s = self._scope
+        if s is None:
+            return
+        ms = (perf_counter() - self._start) * 1000.0
+        if ms < 0.0:  # time can go backwards on some platforms
+            ms = 0.0
+        while s is not None:
+            s._record(self.name, ms)
+            s = s.parent
+        self._scope = None
+
+    async def __aenter__(self) -> timed:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__(*exc_info)
+
+    def __call__(self, fn: F) -> F:
+        name = self.name
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with timed(name):
+                    return await fn(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with timed(name):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+# -- carrying context across threads ----------------------------------------------------------
+
+
+def in_context(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    """
+    Return a no-argument callable that runs ``fn(*args, **kwargs)`` in a copy of the current context.
+
+    ``ThreadPoolExecutor`` and ``loop.run_in_executor`` do not copy context variables; wrap the work:
+
+    .. code-block:: python
+
+        pool.submit(obslog.in_context(fetch, order_id))
+        await loop.run_in_executor(None, obslog.in_context(fetch, order_id))
+
+    Timers recorded by the work land in the caller's scope.  ``asyncio.to_thread`` copies the context
+    by itself and needs no wrapper.
+
+    .. versionadded:: 0.1.0
+    """
+    ctx = contextvars.copy_context()
+
+    def run() -> Any:
+        # A copy per call: one Context cannot be entered by two threads at once.
+        return ctx.copy().run(fn, *args, **kwargs)
+
+    return run
+

@@ -1,0 +1,109 @@
+"""
+One JSON encoding for every line: compact, UTF-8, never ``NaN``/``Infinity``, never raising.
+
+orjson is the fast path.  Without it, the standard library renders the same bytes: same separators,
+non-ASCII kept as is, ``NaN``/``Infinity`` as ``null``, unknown objects as their ``repr``.  Anything
+neither can encode directly (lone surrogates, cycles, absurd depth, non-string keys) goes through
+:func:`sanitize` first, so a line is always produced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from typing import Any
+
+
+__all__ = ["dumps", "sanitize"]
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - exercised by forcing the fallback in tests
+    orjson = None  # type: ignore[assignment]
+
+MAX_DEPTH = 32
+_SAFE_SCALARS = (str, int, float, bool, type(None))
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).decode("utf-8", "backslashreplace")
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    try:
+        return repr(obj)
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not lose the line
+        return f"<unrepresentable {type(obj).__qualname__}: {type(exc).__name__}>"
+
+
+def _clean_str(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def sanitize(obj: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> Any:
+    """
+    Return a copy of *obj* that both encoders accept.
+
+    Strings with lone surrogates are escaped, ``NaN``/``Infinity`` become ``None``, keys become
+    strings, cycles become ``"<cycle>"``, nesting below :data:`MAX_DEPTH` becomes ``"<too deep>"`` and
+    other objects their ``repr``.
+    """
+    if isinstance(obj, str):
+        return _clean_str(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (int, bool)) or obj is None:
+        return obj
+    if _depth >= MAX_DEPTH:
+        return "<too deep>"
+    if isinstance(obj, (dict, list, tuple)):
+        if id(obj) in _seen:
+            return "<cycle>"
+        seen = _seen | {id(obj)}
+        if isinstance(obj, dict):
+            return {
+                _clean_str(k if isinstance(k, str) else str(k)): sanitize(v, _depth + 1, seen)
+                for k, v in obj.items()
+            }
+        return [sanitize(v, _depth + 1, seen) for v in obj]
+    return _clean_str(_default(obj))
+
+
+def _dumps_stdlib(obj: Any) -> str:
+    try:
+        return json.dumps(
+            obj, default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
+    except (ValueError, TypeError, RecursionError):
+        return json.dumps(sanitize(obj), ensure_ascii=False, separators=(",", ":"))
+
+
+def _dumps_orjson(obj: Any) -> str:
+    try:
+        return orjson.dumps(obj, default=_default).decode("utf-8")
+    except (TypeError, RecursionError):
+        # orjson raises JSONEncodeError (a TypeError) on lone surrogates, cycles, deep nesting and
+        # non-string keys; the sanitised copy never does.
+        return orjson.dumps(sanitize(obj)).decode("utf-8")
+
+
+def dumps(obj: Any) -> str:
+    """Encode *obj* as one compact JSON line (no trailing newline); never raises on content."""
+    return _dumps(obj)
+
+
+_dumps = _dumps_stdlib if orjson is None else _dumps_orjson
+
+
+def use_orjson(enabled: bool) -> None:
+    """Switch the encoder (for tests and benchmarks); ``True`` needs orjson installed."""
+    global _dumps
+    if enabled and orjson is None:
+        msg = "orjson is not installed: pip install orjson"
+        raise ImportError(msg)
+    _dumps = _dumps_orjson if enabled else _dumps_stdlib

@@ -1,0 +1,238 @@
+"""
+The log schema in one place: build a line's fields, then render them as JSON or for a console.
+
+Both logging paths call :func:`build`: the stdlib formatter with a ``LogRecord``'s parts, the structlog
+renderer with an event dict's.  That is why a stdlib line and a structlog line have the same fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+
+from types import TracebackType
+from typing import Any
+
+from . import _json
+from ._config import CONFIG, REDACTED, is_secret
+
+
+__all__ = ["build", "exc_fields", "format_timestamp", "level_name", "redact", "render"]
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+# Fields an ``extra``/keyword value may not overwrite; a clash is kept as ``extra_<key>``.
+PROTECTED = frozenset(
+    {
+        "timestamp", "level", "logger", "event", "service", "env", "version", "pid",
+        "request_id", "trace_id", "span_id", "timings", "exc_type", "exc_message", "stack",
+    }
+)
+
+_LEVELS = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
+
+
+def level_name(levelno: int) -> str:
+    """Return the lower-case level name of *levelno* (custom levels included)."""
+    name = _LEVELS.get(levelno)
+    if name is None:
+        name = str(logging.getLevelName(levelno)).lower()
+    return name
+
+
+_ts_second = -1
+_ts_prefix = ""
+
+
+def format_timestamp(created: float) -> str:
+    """Return *created* (epoch seconds) as RFC 3339 UTC with microseconds: ``...T15:20:01.123456Z``."""
+    global _ts_second, _ts_prefix
+    second = int(created)
+    micros = int((created - second) * 1_000_000)
+    if second != _ts_second:
+        # Two threads may race here; both compute the same prefix for the same second.
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _ts_prefix, _ts_second = prefix, second
+        return f"{prefix}.{micros:06d}Z"
+    return f"{_ts_prefix}.{micros:06d}Z"
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the line
+        try:
+            return repr(value)
+        except Exception:  # noqa: BLE001
+            return f"<unprintable {type(value).__qualname__}>"
+
+
+def _normalize_exc_info(exc_info: Any) -> ExcInfo | None:
+    if exc_info is None or exc_info is False:
+        return None
+    if isinstance(exc_info, BaseException):
+        return type(exc_info), exc_info, exc_info.__traceback__
+    if isinstance(exc_info, tuple) and len(exc_info) == 3 and exc_info[1] is not None:
+        return exc_info  # type: ignore[return-value]
+    if exc_info is True:
+        current = sys.exc_info()
+        return current if current[1] is not None else None
+    return None
+
+
+def exc_fields(exc_info: Any) -> dict[str, str]:
+    """Return ``exc_type``, ``exc_message`` and ``stack`` for *exc_info* (an exception or a triple)."""
+    info = _normalize_exc_info(exc_info)
+    if info is None:
+        return {}
+    etype, exc, tb = info
+    module = getattr(etype, "__module__", "builtins")
+    qualname = getattr(etype, "__qualname__", _safe_str(etype))
+    try:
+        stack = "".join(traceback.format_exception(etype, exc, tb)).rstrip("\n")
+    except Exception:  # noqa: BLE001
+        stack = "<traceback unavailable>"
+    return {
+        "exc_type": qualname if module == "builtins" else f"{module}.{qualname}",
+        "exc_message": _safe_str(exc),
+        "stack": stack,
+    }
+
+
+def redact(value: Any, _depth: int = 0) -> Any:
+    """Return *value* with every secret key at any depth replaced by ``[REDACTED]`` (copies on change)."""
+    if _depth > 32:
+        return value
+    if isinstance(value, dict):
+        out = None
+        for key, item in value.items():
+            new = REDACTED if is_secret(key) else redact(item, _depth + 1)
+            if new is not item and out is None:
+                out = dict(value)
+            if out is not None:
+                out[key] = new
+        return value if out is None else out
+    if isinstance(value, (list, tuple)):
+        items = [redact(item, _depth + 1) for item in value]
+        if all(a is b for a, b in zip(items, value)):
+            return value
+        return items
+    return value
+
+
+def build(
+    created: float,
+    level: str,
+    logger: str,
+    event: Any,
+    pid: int | None,
+    ctx: dict[str, Any] | None,
+    timings: dict[str, Any] | None,
+    extras: dict[str, Any] | None,
+    exc_info: Any = None,
+    stack_info: str | None = None,
+) -> dict[str, Any]:
+    """
+    Return the fields of one line in schema order.
+
+    *extras* (``extra=`` or structlog keywords) are redacted; one that clashes with a schema field or
+    a bound field is kept as ``extra_<key>`` instead of overwriting it.
+    """
+    line: dict[str, Any] = {
+        "timestamp": format_timestamp(created),
+        "level": level,
+        "logger": logger,
+        "event": event if type(event) is str else _safe_str(event),
+    }
+    static = CONFIG.static
+    if static:
+        line.update(static)
+    line["pid"] = pid if pid is not None else os.getpid()
+    if ctx:
+        line.update(ctx)
+    if extras:
+        for key, value in extras.items():
+            if key in line or key in PROTECTED:
+                key = f"extra_{key}"
+            if is_secret(key):
+                value = REDACTED
+            elif type(value) in (dict, list, tuple):
+                value = redact(value)
+            line[key] = value
+    if timings:
+        line["timings"] = timings
+    if exc_info:
+        line.update(exc_fields(exc_info))
+    if stack_info:
+        line["stack_info"] = stack_info
+    return line
+
+
+_console: Any = None
+
+
+def _console_renderer() -> Any:
+    global _console
+    if _console is None:
+        import structlog
+
+        _console = structlog.dev.ConsoleRenderer(sort_keys=False)
+    return _console
+
+
+def timings_text(timings: dict[str, Any]) -> str:
+    """Return timings as ``db_query=12.3ms×2(max 8.0) cache_get=0.4ms`` for people to read."""
+    parts = []
+    for name, t in timings.items():
+        if not isinstance(t, dict):
+            parts.append(f"{name}={t}")
+            continue
+        text = f"{name}={t.get('ms')}ms"
+        if t.get("count", 1) != 1:
+            text += f"×{t.get('count')}(max {t.get('max_ms')}ms)"
+        parts.append(text)
+    return " ".join(parts)
+
+
+def render_console(line: dict[str, Any]) -> str:
+    """Render *line* with structlog's ConsoleRenderer: the same fields, for a person."""
+    line = dict(line)
+    timings = line.get("timings")
+    if isinstance(timings, dict):
+        line["timings"] = timings_text(timings)
+    if "stack" in line:
+        line["exception"] = line.pop("stack")  # printed as a block after the line
+    return str(_console_renderer()(None, str(line.get("level", "info")), line))
+
+
+def render(line: dict[str, Any], fmt: str = "json") -> str:
+    """Render *line* as one compact JSON line, or for the console when *fmt* is ``"console"``."""
+    if fmt == "console":
+        return render_console(line)
+    return _json.dumps(line)
+
+
+def degraded(level: str, logger: str, message: Any, error: BaseException) -> str:
+    """Render the line written when a record could not be rendered normally."""
+    return _json.dumps(
+        _json.sanitize(
+            {
+                "timestamp": format_timestamp(time.time()),
+                "level": level,
+                "logger": logger,
+                "event": _safe_str(message),
+                **CONFIG.static,
+                "pid": os.getpid(),
+                "obslog_error": f"{type(error).__name__}: {_safe_str(error)}",
+            }
+        )
+    )

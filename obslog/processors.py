@@ -1,0 +1,207 @@
+"""
+structlog processors and the bound logger that route structlog through the standard library.
+
+:func:`obslog.configure` sets structlog up with these; use them directly to compose your own chain:
+
+.. code-block:: python
+
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, obslog.processors.render_to_stdlib],
+        wrapper_class=obslog.processors.BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+
+The last processor renders the whole line (the same fields as :class:`obslog.JsonFormatter`) and
+hands it to the stdlib logger as a :class:`~obslog.RenderedLine`, which obslog's formatters write
+unchanged: one rendering per event, not two.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+from typing import Any
+
+import structlog
+
+from . import _stats
+from ._config import CONFIG
+from ._context import capture
+from ._render import build, degraded, redact, render
+from ._stdlib import RenderedLine
+
+
+__all__ = ["BoundLogger", "add_context", "redact_secrets", "render_to_stdlib"]
+
+EventDict = dict[str, Any]
+
+_METHOD_LEVEL = {
+    "debug": "debug",
+    "info": "info",
+    "msg": "info",
+    "warning": "warning",
+    "warn": "warning",
+    "error": "error",
+    "exception": "error",
+    "critical": "critical",
+    "fatal": "critical",
+}
+_LEVEL_NO = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+# Keys that structlog's own processors may have added and that the line sets itself.
+_OWN_KEYS = ("timestamp", "level", "logger")
+
+
+def add_context(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    """
+    Add the current scope's ids, bound fields and timings to *event_dict*.
+
+    For chains that render with something other than :func:`render_to_stdlib` (which does this
+    itself).  Values already in *event_dict* win, as with ``merge_contextvars``.
+
+    .. versionadded:: 0.1.0
+    """
+    ctx, timings = capture()
+    if ctx:
+        for key, value in ctx.items():
+            event_dict.setdefault(key, value)
+    if timings:
+        event_dict.setdefault("timings", timings)
+    return event_dict
+
+
+def redact_secrets(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    """Replace the values of secret keys (``password``, ``token``, ...) at any depth.
+
+    .. versionadded:: 0.1.0
+    """
+    return redact(event_dict)  # type: ignore[no-any-return]
+
+
+def render_to_stdlib(logger: Any, method_name: str, event_dict: EventDict) -> RenderedLine:
+    """
+    Render *event_dict* as an obslog line, to be passed to a stdlib logger.
+
+    Must be the last processor.  Context, timings, redaction, exceptions (``exc_info``) and the
+    static fields are all applied here, exactly as the stdlib formatter does.
+
+    .. versionadded:: 0.1.0
+    """
+    event = event_dict.pop("event", "")
+    exc_info = event_dict.pop("exc_info", None)
+    stack_info = event_dict.pop("stack_info", None)
+    for key in _OWN_KEYS:
+        event_dict.pop(key, None)
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    ctx, timings = capture()
+    line = build(
+        time.time(),
+        _METHOD_LEVEL.get(method_name, method_name),
+        getattr(logger, "name", None) or "root",
+        event,
+        os.getpid(),
+        ctx,
+        timings,
+        event_dict,
+        exc_info,
+        stack_info if isinstance(stack_info, str) else None,
+    )
+    return RenderedLine(render(line, CONFIG.fmt))
+
+
+class BoundLogger(structlog.BoundLoggerBase):
+    """
+    A structlog bound logger over a stdlib ``logging.Logger`` that never raises into the caller.
+
+    Level filtering is the stdlib logger's (one place to set levels); a filtered-out call returns
+    before any processor runs.  A processor that raises is counted in
+    ``obslog.stats()["render_errors"]`` and the event is still written, in degraded form.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def _emit(self, method: str, event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        levelno = _LEVEL_NO[_METHOD_LEVEL[method]]
+        stdlib_logger = self._logger
+        if not stdlib_logger.isEnabledFor(levelno):
+            return None
+        try:
+            if args:
+                event = event % args
+            line_args, line_kw = self._process_event(method, event, kw)
+        except structlog.DropEvent:
+            return None
+        except Exception as exc:  # noqa: BLE001 - logging must not raise into the application
+            _stats.incr("render_errors")
+            line_args = (
+                RenderedLine(degraded(_METHOD_LEVEL[method], stdlib_logger.name, event, exc)),
+            )
+            line_kw = {}
+        try:
+            return stdlib_logger.log(levelno, *line_args, **line_kw)
+        except Exception:  # noqa: BLE001
+            _stats.incr("dropped")
+            return None
+
+    def debug(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        """Log *event* at DEBUG."""
+        return self._emit("debug", event, args, kw)
+
+    def info(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        """Log *event* at INFO."""
+        return self._emit("info", event, args, kw)
+
+    msg = info
+
+    def warning(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        """Log *event* at WARNING."""
+        return self._emit("warning", event, args, kw)
+
+    warn = warning
+
+    def error(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        """Log *event* at ERROR."""
+        return self._emit("error", event, args, kw)
+
+    def exception(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        """Log *event* at ERROR with the exception being handled."""
+        kw.setdefault("exc_info", True)
+        return self._emit("exception", event, args, kw)
+
+    def critical(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        """Log *event* at CRITICAL."""
+        return self._emit("critical", event, args, kw)
+
+    fatal = critical
+
+    def log(self, level: int, event: Any = None, *args: Any, **kw: Any) -> Any:
+        """Log *event* at the numeric *level*."""
+        name = logging.getLevelName(level)
+        method = name.lower() if isinstance(name, str) and name.lower() in _METHOD_LEVEL else "info"
+        return self._emit(method, event, args, kw)
+
+    async def ainfo(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        """Log *event* at INFO (async spelling; logging itself does not block on I/O here)."""
+        return self._emit("info", event, args, kw)
+
+    async def awarning(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        """Log *event* at WARNING (async spelling)."""
+        return self._emit("warning", event, args, kw)
+
+    async def aerror(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        """Log *event* at ERROR (async spelling)."""
+        return self._emit("error", event, args, kw)
+
+    async def adebug(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+        """Log *event* at DEBUG (async spelling)."""
+        return self._emit("debug", event, args, kw)
