@@ -39,6 +39,7 @@ _BUILTIN: dict[str, Any] = {
     "sample_rate": 1,
     "slow_ms": None,
     "canonical_logger": "obslog",
+    "colors": False,
 }
 
 
@@ -47,6 +48,7 @@ class _Configuration:
 
     __slots__ = (
         "canonical_logger",
+        "colors",
         "env",
         "fmt",
         "level",
@@ -67,6 +69,7 @@ class _Configuration:
     sample_rate: int
     slow_ms: float | None
     canonical_logger: str
+    colors: bool
     static: dict[str, str]
 
     def __init__(self) -> None:
@@ -115,6 +118,8 @@ def _validated(name: str, value: Any) -> Any:
             msg = f"slow_ms must be a number of milliseconds or None, not {value!r}"
             raise TypeError(msg)
         return value
+    if name == "colors":
+        return bool(value)
     if name in ("service", "env", "version", "canonical_logger"):
         if value is not None and not isinstance(value, str):
             msg = f"{name} must be a str, not {type(value).__name__}"

@@ -38,6 +38,13 @@ def _settings(**settings: Any) -> None:
     install_logger_class()
 
 
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except Exception:  # noqa: BLE001 - any file-like object will do
+        return False
+
+
 def configure(
     service: str | None = None,
     env: str | None = None,
@@ -89,7 +96,9 @@ def configure(
         slow_ms=slow_ms,
         canonical_logger=canonical_logger,
     )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    stream = stream if stream is not None else sys.stdout
+    _config.update(colors=_config.CONFIG.fmt == "console" and _isatty(stream))
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(make_formatter())
     handler.addFilter(ContextFilter())
     setattr(handler, _HANDLER_MARK, True)

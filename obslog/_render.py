@@ -177,16 +177,16 @@ def build(
     return line
 
 
-_console: Any = None
+_consoles: dict[bool, Any] = {}
 
 
-def _console_renderer() -> Any:
-    global _console
-    if _console is None:
+def _console_renderer(colors: bool) -> Any:
+    renderer = _consoles.get(colors)
+    if renderer is None:
         import structlog
 
-        _console = structlog.dev.ConsoleRenderer(sort_keys=False)
-    return _console
+        renderer = _consoles[colors] = structlog.dev.ConsoleRenderer(colors=colors, sort_keys=False)
+    return renderer
 
 
 def timings_text(timings: dict[str, Any]) -> str:
@@ -203,7 +203,7 @@ def timings_text(timings: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def render_console(line: dict[str, Any]) -> str:
+def render_console(line: dict[str, Any], colors: bool = False) -> str:
     """Render *line* with structlog's ConsoleRenderer: the same fields, for a person."""
     line = dict(line)
     timings = line.get("timings")
@@ -211,13 +211,13 @@ def render_console(line: dict[str, Any]) -> str:
         line["timings"] = timings_text(timings)
     if "stack" in line:
         line["exception"] = line.pop("stack")  # printed as a block after the line
-    return str(_console_renderer()(None, str(line.get("level", "info")), line))
+    return str(_console_renderer(colors)(None, str(line.get("level", "info")), line))
 
 
 def render(line: dict[str, Any], fmt: str = "json") -> str:
     """Render *line* as one compact JSON line, or for the console when *fmt* is ``"console"``."""
     if fmt == "console":
-        return render_console(line)
+        return render_console(line, CONFIG.colors)
     return _json.dumps(line)
 
 

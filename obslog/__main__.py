@@ -1,0 +1,8 @@
+"""``python -m obslog``."""
+
+import sys
+
+from ._cli import main
+
+
+sys.exit(main())

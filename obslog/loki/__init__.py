@@ -1,0 +1,28 @@
+"""
+Loki: a push handler for obslog lines, and the generator of the recording and alerting rules.
+
+``LokiHandler`` is loaded on first use, so importing :mod:`obslog.loki` costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+
+if TYPE_CHECKING:
+    from ._handler import LokiHandler
+
+__all__ = ["LokiHandler"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LokiHandler":
+        from ._handler import LokiHandler
+
+        return LokiHandler
+    msg = f"module 'obslog.loki' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
