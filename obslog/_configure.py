@@ -12,7 +12,7 @@ from typing import IO, Any
 import structlog
 
 from . import _config
-from ._stdlib import ContextFilter, install_logger_class, make_formatter
+from ._stdlib import install_logger_class, make_formatter
 from .processors import BoundLogger, render_to_stdlib
 
 
@@ -62,7 +62,8 @@ def configure(
     Configure stdlib logging and structlog to write obslog lines to *stream*, in one call.
 
     Installs one handler on the root logger (replacing the one a previous call installed, so calling
-    twice never duplicates lines), sets the root level, makes structlog route through stdlib, and
+    twice never duplicates lines; the formatter takes the context in the logging thread, so no
+    :class:`~obslog.ContextFilter` is needed on it), sets the root level, makes structlog route through stdlib, and
     makes ``extra`` keys that clash with LogRecord attributes safe.
 
     Args:
@@ -100,7 +101,6 @@ def configure(
     _config.update(colors=_config.CONFIG.fmt == "console" and _isatty(stream))
     handler = logging.StreamHandler(stream)
     handler.setFormatter(make_formatter())
-    handler.addFilter(ContextFilter())
     setattr(handler, _HANDLER_MARK, True)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
@@ -149,15 +149,9 @@ def dict_config(
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"obslog_context": {"()": "obslog.ContextFilter"}},
         "formatters": {"obslog": {"()": formatter}},
         "handlers": {
-            "obslog": {
-                "class": "logging.StreamHandler",
-                "stream": stream,
-                "formatter": "obslog",
-                "filters": ["obslog_context"],
-            }
+            "obslog": {"class": "logging.StreamHandler", "stream": stream, "formatter": "obslog"}
         },
         "root": {"level": logging.getLevelName(_config.CONFIG.level), "handlers": ["obslog"]},
     }

@@ -189,17 +189,18 @@ class Scope:
         ctx.update(self.fields)
         self._ctx = ctx  # replaced, never mutated: records may hold the old one
 
-    def _record(self, name: str, ms: float) -> None:
+    def _merge_into(self, parent: Scope) -> None:
         with _RECORD_LOCK:
-            entry = self.timers.get(name)
-            if entry is None:
-                self.timers[name] = [1, ms, ms]
-            else:
-                entry[0] += 1
-                entry[1] += ms
-                if ms > entry[2]:
-                    entry[2] = ms
-            self._timings = None
+            for name, (count, total, longest) in self.timers.items():
+                entry = parent.timers.get(name)
+                if entry is None:
+                    parent.timers[name] = [count, total, longest]
+                else:
+                    entry[0] += count
+                    entry[1] += total
+                    if longest > entry[2]:
+                        entry[2] = longest
+            parent._timings = None
 
     def timings(self) -> dict[str, dict[str, Any]]:
         """Return ``{name: {"ms": total, "count": n, "max_ms": longest}}`` for every timer so far."""
@@ -263,6 +264,8 @@ class Scope:
                 # Exited in another context than it was entered in (a callback-style
                 # integration): restore the enclosing scope explicitly.
                 _CURRENT.set(self.parent)
+            if self.parent is not None and self.timers:
+                self._merge_into(self.parent)
             _notify(_end_listeners, self)
 
     async def __aenter__(self) -> Scope:
@@ -452,8 +455,8 @@ class timed:  # noqa: N801 - used like a function: ``with timed("db_query"):``
     """
     Time a block or a function under *name* in the current scope.
 
-    Each use adds one call: the scope keeps count, total and maximum per name, for itself and every
-    enclosing scope.  The time is recorded even when the block raises; the exception propagates
+    Each use adds one call to the current scope, which keeps count, total and maximum per name; when a
+    nested scope ends, its timers are added to the enclosing scope's.  The time is recorded even when the block raises; the exception propagates
     unchanged.  Outside any scope, ``timed`` records nothing and costs one context-variable lookup.
 
     >>> import obslog
@@ -475,33 +478,53 @@ class timed:  # noqa: N801 - used like a function: ``with timed("db_query"):``
     __slots__ = ("_scope", "_start", "name")
 
     def __init__(self, name: str) -> None:
-        self.name = name if type(name) is str and name in _valid_names else _check_name(name, "timer name")
+        if name.__class__ is not str or name not in _valid_names:
+            _check_name(name, "timer name")
+        self.name = name
         self._scope: Scope | None = None
         self._start = 0.0
 
     def __enter__(self) -> timed:
-        self._scope = _CURRENT.get()
-        if self._scope is not None:
+        s = self._scope = _CURRENT.get()
+        if s is not None:
             self._start = perf_counter()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         s = self._scope
         if s is None:
             return
         ms = (perf_counter() - self._start) * 1000.0
         if ms < 0.0:  # time can go backwards on some platforms
             ms = 0.0
-        while s is not None:
-            s._record(self.name, ms)
-            s = s.parent
         self._scope = None
+        name = self.name
+        with _RECORD_LOCK:
+            entry = s.timers.get(name)
+            if entry is None:
+                s.timers[name] = [1, ms, ms]
+            else:
+                entry[0] += 1
+                entry[1] += ms
+                if ms > entry[2]:
+                    entry[2] = ms
+            s._timings = None
 
     async def __aenter__(self) -> timed:
         return self.__enter__()
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.__exit__(*exc_info)
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
 
     def __call__(self, fn: F) -> F:
         name = self.name

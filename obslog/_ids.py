@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 from typing import Any
 
@@ -94,11 +95,30 @@ def _load_otel() -> Any:
 
 _otel_trace = _load_otel()
 otel_available = _otel_trace is not None
+_otel_sdk = False
+_otel_checked = -1.0
+
+
+def _otel_in_use() -> bool:
+    # Spans carry ids only once an SDK TracerProvider is installed, which happens once per process;
+    # until then look again at most once a second (get_tracer_provider() is not cheap).
+    global _otel_sdk, _otel_checked
+    if _otel_sdk:
+        return True
+    now = time.monotonic()
+    if now - _otel_checked < 1.0:
+        return False
+    _otel_checked = now
+    _otel_sdk = not isinstance(_otel_trace.get_tracer_provider(), _otel_trace.ProxyTracerProvider)
+    return _otel_sdk
 
 
 def current_otel_ids() -> tuple[str, str] | None:
-    """Return ``(trace_id, span_id)`` of the active OpenTelemetry span, or ``None``."""
-    if _otel_trace is None:
+    """Return ``(trace_id, span_id)`` of the active OpenTelemetry span, or ``None``.
+
+    ``None`` as well while no OpenTelemetry SDK ``TracerProvider`` is installed.
+    """
+    if _otel_trace is None or not _otel_in_use():
         return None
     ctx = _otel_trace.get_current_span().get_span_context()
     if not ctx.is_valid:

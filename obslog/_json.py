@@ -92,18 +92,14 @@ def _dumps_orjson(obj: Any) -> str:
         return orjson.dumps(sanitize(obj)).decode("utf-8")
 
 
-def dumps(obj: Any) -> str:
-    """Encode *obj* as one compact JSON line (no trailing newline); never raises on content."""
-    return _dumps(obj)
-
-
-_dumps = _dumps_stdlib if orjson is None else _dumps_orjson
+#: Encode an object as one compact JSON line (no trailing newline); never raises on content.
+dumps = _dumps_stdlib if orjson is None else _dumps_orjson
 
 
 def use_orjson(enabled: bool) -> None:
     """Switch the encoder (for tests and benchmarks); ``True`` needs orjson installed."""
-    global _dumps
+    global dumps
     if enabled and orjson is None:
         msg = "orjson is not installed: pip install orjson"
         raise ImportError(msg)
-    _dumps = _dumps_orjson if enabled else _dumps_stdlib
+    dumps = _dumps_orjson if enabled else _dumps_stdlib

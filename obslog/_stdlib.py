@@ -15,20 +15,20 @@ from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS, BaseJsonFormatter
 
-from . import _stats
+from . import _json, _stats
 from ._config import CONFIG
 from ._context import capture
-from ._render import build, degraded, level_name, render
+from ._render import _LEVELS, build, degraded, level_name, render
 
 
 __all__ = ["ConsoleFormatter", "ContextFilter", "JsonFormatter", "ObslogLogger", "RenderedLine"]
 
 _CAPTURED = "_obslog"
+_EXTRA = "_obslog_extra"
 # Every attribute a bare LogRecord has, on this Python version.
-_LOG_RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
-    "message",
-    "asctime",
-}
+_BARE_RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+_BARE_LEN = len(_BARE_RECORD_KEYS)
+_LOG_RECORD_KEYS = _BARE_RECORD_KEYS | {"message", "asctime"}
 
 
 class RenderedLine(str):
@@ -94,6 +94,8 @@ class JsonFormatter(BaseJsonFormatter):
             msg = record.msg
             if type(msg) is RenderedLine:
                 return self.prefix + msg if self.prefix else msg
+            if self.fmt_name == "json":
+                return self.prefix + _json.dumps(self.line(record))
             return self.prefix + render(self.line(record), self.fmt_name)
         except Exception as exc:  # noqa: BLE001 - logging must not raise into the application
             _stats.incr("render_errors")
@@ -112,20 +114,30 @@ class JsonFormatter(BaseJsonFormatter):
         ctx, timings = capture() if captured is None else captured
         msg = record.msg
         skip = self._skip
-        if isinstance(msg, dict):
+        extras: dict[str, Any] = {}
+        if msg.__class__ is str and not record.args:
+            event: Any = msg
+        elif isinstance(msg, dict):
             extras = {k: v for k, v in msg.items() if k not in ("event", "message")}
             event = msg.get("event", msg.get("message", ""))
         else:
-            extras = {}
             event = record.getMessage()
-        for key, value in d.items():
-            if key not in skip and not key.startswith("_"):
+        stashed = d.get(_EXTRA)
+        if stashed is not None and len(d) == _BARE_LEN + 1 + len(stashed) + (_CAPTURED in d) + (
+            "message" in d
+        ) + ("asctime" in d):
+            # Fast path: ObslogLogger kept the ``extra`` dict and nothing was added since.
+            items = stashed.items()
+        else:
+            items = d.items()
+        for key, value in items:
+            if key not in skip and key[:1] != "_":
                 extras[key] = value
         if self._options:
             extras = self._apply_options(record, extras)
         return build(
             record.created,
-            level_name(record.levelno),
+            _LEVELS.get(record.levelno) or level_name(record.levelno),
             record.name,
             event,
             record.process,
@@ -191,15 +203,23 @@ class ObslogLogger(logging.Logger):
         sinfo: str | None = None,
     ) -> logging.LogRecord:
         """Make the record, renaming ``extra`` keys that would clash with record attributes."""
-        if extra:
+        record = logging.getLogRecordFactory()(name, level, fn, lno, msg, args, exc_info, func, sinfo)
+        if extra is not None:
             try:
-                if not _LOG_RECORD_KEYS.isdisjoint(extra):
-                    extra = {
-                        (f"extra_{k}" if k in _LOG_RECORD_KEYS else k): v for k, v in extra.items()
-                    }
-            except TypeError:  # not a mapping of hashables; let the stdlib report it
-                pass
-        return super().makeRecord(name, level, fn, lno, msg, args, exc_info, func, extra, sinfo)
+                items = extra.items()
+            except AttributeError:  # not a mapping: keep it visible rather than raise
+                record.__dict__["extra_value"] = extra
+                return record
+            clean: dict[str, Any] = {}
+            for key, value in items:
+                if key.__class__ is not str:
+                    key = str(key)
+                if key in _LOG_RECORD_KEYS:
+                    key = f"extra_{key}"
+                clean[key] = value
+            record.__dict__.update(clean)
+            record.__dict__[_EXTRA] = clean
+        return record
 
 
 class _ObslogRootLogger(ObslogLogger, logging.RootLogger):

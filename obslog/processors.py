@@ -148,10 +148,16 @@ class BoundLogger(structlog.BoundLoggerBase):
             )
             line_kw = {}
         try:
-            return stdlib_logger.log(levelno, *line_args, **line_kw)
+            if line_kw or len(line_args) != 1:  # a custom last processor: let the stdlib format
+                return stdlib_logger.log(levelno, *line_args, **line_kw)
+            # The line is complete; skip Logger._log's findCaller, whose frame would be ours anyway.
+            record = logging.getLogRecordFactory()(
+                stdlib_logger.name, levelno, "(structlog)", 0, line_args[0], None, None
+            )
+            stdlib_logger.handle(record)
         except Exception:  # noqa: BLE001
             _stats.incr("dropped")
-            return None
+        return None
 
     def debug(self, event: Any = None, *args: Any, **kw: Any) -> Any:
         """Log *event* at DEBUG."""

@@ -1,0 +1,1 @@
+"""obslog benchmarks: run ``python -m benchmarks`` from the repository root."""
