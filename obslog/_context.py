@@ -45,8 +45,10 @@ _CURRENT: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "obslog_scope", default=None
 )
 # Timers of one scope can be recorded from several threads (work handed to an executor with
-# in_context shares the scope), so updates take a lock; it is uncontended in the common case.
-_RECORD_LOCK = threading.Lock()
+# in_context shares the scope).  A timer only appends to a list, which is atomic; folding the list
+# into the per-name totals takes this lock.
+_FOLD_LOCK = threading.Lock()
+_MAX_PENDING = 256
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _valid_names: set[str] = set()
@@ -119,6 +121,8 @@ class Scope:
     __slots__ = (
         "_ctx",
         "_entered",
+        "_pending",
+        "_timers",
         "_timings",
         "_token",
         "duration_ms",
@@ -133,7 +137,6 @@ class Scope:
         "span_id",
         "start",
         "status",
-        "timers",
         "trace_id",
     )
 
@@ -160,7 +163,8 @@ class Scope:
         self.status: int | None = None
         self.outcome: str | None = None
         self.duration_ms: float | None = None
-        self.timers: dict[str, list[Any]] = {}
+        self._timers: dict[str, list[Any]] = {}
+        self._pending: list[tuple[str, float]] = []
         self.exc: BaseException | None = None
         self.emit = True
         self.parent: Scope | None = None
@@ -189,12 +193,44 @@ class Scope:
         ctx.update(self.fields)
         self._ctx = ctx  # replaced, never mutated: records may hold the old one
 
+    @property
+    def timers(self) -> dict[str, list[Any]]:
+        """``name -> [count, total_ms, max_ms]`` of every timer so far."""
+        if self._pending:
+            self._fold()
+        return self._timers
+
+    def _fold(self) -> None:
+        with _FOLD_LOCK:
+            pending = self._pending
+            n = len(pending)
+            if not n:
+                return
+            batch = pending[:n]
+            del pending[:n]  # appends made meanwhile sit after index n and stay
+            self._add(batch)
+
+    def _add(self, samples: list[tuple[str, float]]) -> None:
+        timers = self._timers
+        for name, ms in samples:
+            entry = timers.get(name)
+            if entry is None:
+                timers[name] = [1, ms, ms]
+            else:
+                entry[0] += 1
+                entry[1] += ms
+                if ms > entry[2]:
+                    entry[2] = ms
+        self._timings = None
+
     def _merge_into(self, parent: Scope) -> None:
-        with _RECORD_LOCK:
-            for name, (count, total, longest) in self.timers.items():
-                entry = parent.timers.get(name)
+        timers = self.timers
+        parent._fold()
+        with _FOLD_LOCK:
+            for name, (count, total, longest) in timers.items():
+                entry = parent._timers.get(name)
                 if entry is None:
-                    parent.timers[name] = [count, total, longest]
+                    parent._timers[name] = [count, total, longest]
                 else:
                     entry[0] += count
                     entry[1] += total
@@ -204,12 +240,14 @@ class Scope:
 
     def timings(self) -> dict[str, dict[str, Any]]:
         """Return ``{name: {"ms": total, "count": n, "max_ms": longest}}`` for every timer so far."""
+        if self._pending:
+            self._fold()
         cached = self._timings
         if cached is None:
-            with _RECORD_LOCK:
+            with _FOLD_LOCK:
                 cached = {
                     name: {"ms": round(total, 3), "count": count, "max_ms": round(longest, 3)}
-                    for name, (count, total, longest) in self.timers.items()
+                    for name, (count, total, longest) in self._timers.items()
                 }
                 self._timings = cached
         return cached
@@ -264,7 +302,7 @@ class Scope:
                 # Exited in another context than it was entered in (a callback-style
                 # integration): restore the enclosing scope explicitly.
                 _CURRENT.set(self.parent)
-            if self.parent is not None and self.timers:
+            if self.parent is not None and (self._timers or self._pending):
                 self._merge_into(self.parent)
             _notify(_end_listeners, self)
 
@@ -445,7 +483,7 @@ def capture() -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]] | None]:
     ctx = s._ctx
     if otel is not None and otel[1] != ctx.get("span_id"):
         ctx = {**ctx, "trace_id": otel[0], "span_id": otel[1]}
-    return ctx, (s.timings() if s.timers else None)
+    return ctx, (s.timings() if s._timers or s._pending else None)
 
 
 # -- timers --------------------------------------------------------------------------------------
@@ -503,17 +541,10 @@ class timed:  # noqa: N801 - used like a function: ``with timed("db_query"):``
         if ms < 0.0:  # time can go backwards on some platforms
             ms = 0.0
         self._scope = None
-        name = self.name
-        with _RECORD_LOCK:
-            entry = s.timers.get(name)
-            if entry is None:
-                s.timers[name] = [1, ms, ms]
-            else:
-                entry[0] += 1
-                entry[1] += ms
-                if ms > entry[2]:
-                    entry[2] = ms
-            s._timings = None
+        pending = s._pending
+        pending.append((self.name, ms))
+        if len(pending) > _MAX_PENDING:
+            s._fold()
 
     async def __aenter__(self) -> timed:
         return self.__enter__()

@@ -1,0 +1,559 @@
+"""
+Checks of everything under loki/: rule files, the rule generator, the dashboard, shipping configs.
+
+What cannot run here is a real Loki; so the rules are checked at every level short of one:
+YAML shape and the ruler's own validation rules, Grafana's LogQL grammar (``@grafana/lezer-logql``
+through ``loki/tools/check-logql.js``), a lint for the forms Loki rejects although the grammar
+accepts them, ``promtool`` for every PromQL expression, and ``docker compose config``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from obslog.loki import _rules as generator
+
+
+try:
+    from conftest import IN_CI, require_binary
+except ImportError:  # --import-mode=importlib registers it under its package path
+    from tests.conftest import IN_CI, require_binary
+
+
+ROOT = Path(__file__).resolve().parents[1]
+LOKI = ROOT / "loki"
+RULES = LOKI / "rules" / "fake"
+TOOLS = LOKI / "tools"
+DASHBOARD = LOKI / "dashboards" / "obslog.json"
+PROM_RULES = LOKI / "prometheus" / "obslog-rules.yaml"
+
+SHIPPED_FILES = sorted(RULES.glob("*.yaml"))
+LOKI_VARS = {"loki_ds": "loki", "prom_ds": "prometheus"}
+
+
+def _rule_files() -> dict[str, dict[str, Any]]:
+    return {path.name: yaml.safe_load(path.read_text(encoding="utf-8")) for path in SHIPPED_FILES}
+
+
+def _all_rules() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{name}:{rule.get('record') or rule.get('alert')}", rule)
+        for name, document in _rule_files().items()
+        for group in document["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def _dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text(encoding="utf-8"))
+
+
+def _panels() -> list[dict[str, Any]]:
+    return [panel for panel in _dashboard()["panels"] if panel["type"] != "row"]
+
+
+def _targets(kind: str) -> list[tuple[str, str]]:
+    return [
+        (f"panel {panel['title']!r} {target['refId']}", target["expr"])
+        for panel in _panels()
+        for target in panel["targets"]
+        if target["datasource"]["type"] == kind
+    ]
+
+
+def _substitute_grafana_variables(expr: str) -> str:
+    """Grafana variables as a test value: intervals become 1m, anything else ``x``."""
+    expr = re.sub(r"\$\{?__(auto|interval|rate_interval|range)\}?", "1m", expr)
+    return re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(:[a-z]+)?\}?", "x", expr)
+
+
+def _lezer(items: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Run loki/tools/check-logql.js over *items*; return the expressions with errors."""
+    node = require_binary("node")
+    if not (TOOLS / "node_modules" / "@grafana" / "lezer-logql").is_dir():
+        message = "loki/tools/node_modules is missing: run `npm ci` in loki/tools"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    result = subprocess.run(
+        [node, str(TOOLS / "check-logql.js")],
+        input=json.dumps(items),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def _promtool_check_rules(tmp_path: Path, exprs: list[tuple[str, str]]) -> None:
+    promtool = require_binary("promtool")
+    rules = [
+        {"record": f"check:expr_{i}:value", "expr": _substitute_grafana_variables(expr)}
+        for i, (_, expr) in enumerate(exprs)
+    ]
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "check", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert 0 == result.returncode, result.stdout + result.stderr
+
+
+class TestShippedRuleFiles:
+    """The rule files in loki/rules/fake/ as the Loki ruler will read them."""
+
+    def test_files_are_where_the_ruler_looks(self):
+        """Rules live in <ruler dir>/<tenant>/ with the single-tenant id fake, nothing else there."""
+        assert [
+            "obslog-alerts.yaml",
+            "obslog-requests.yaml",
+            "obslog-runtime.yaml",
+            "obslog-tasks.yaml",
+            "obslog-timers.yaml",
+        ] == [path.name for path in SHIPPED_FILES]
+        assert [] == [p.name for p in (LOKI / "rules").iterdir() if p.name != "fake"]
+
+    def test_valid_yaml_with_the_ruler_keys(self):
+        """Every file parses and passes the ruler's validation rules (keys, names, record/alert)."""
+        problems = {name: generator.lint(document) for name, document in _rule_files().items()}
+        assert {name: [] for name in problems} == problems
+
+    def test_recording_rules_have_no_for_or_annotations(self):
+        """A recording rule carries neither for nor annotations (Loki rejects them)."""
+        assert [] == [
+            name
+            for name, rule in _all_rules()
+            if "record" in rule and ({"for", "annotations"} & set(rule))
+        ]
+
+    def test_record_names_are_level_metric_operations(self):
+        """Record names have the three colon-separated parts of Prometheus rule naming."""
+        assert [] == [
+            rule["record"]
+            for _, rule in _all_rules()
+            if "record" in rule
+            and not re.fullmatch(r"[a-z_]+:obslog_[a-z_]+:[a-z0-9_]+", rule["record"])
+        ]
+
+    def test_alerts_have_for_severity_and_text(self):
+        """Every alert waits (for), has a severity label and a summary and description."""
+        alerts = [rule for _, rule in _all_rules() if "alert" in rule]
+        assert {
+            "ObslogHighErrorRatio",
+            "ObslogHighLatencyP99",
+            "ObslogRSSGrowth",
+            "ObslogNoCanonicalLines",
+        } == {rule["alert"] for rule in alerts}
+        for rule in alerts:
+            assert re.fullmatch(r"\d+m", rule["for"])
+            assert rule["labels"]["severity"] in {"warning", "critical"}
+            assert {"summary", "description"} == set(rule["annotations"])
+
+    def test_lint_finds_nothing(self):
+        """No expression has a form that Loki rejects although the grammar accepts it."""
+        assert [] == [
+            (name, p) for name, rule in _all_rules() for p in generator.lint_logql(rule["expr"])
+        ]
+
+    def test_durations_are_seconds(self):
+        """A recorded duration unwraps a millisecond field and divides by 1000; none is in ms."""
+        for name, rule in _all_rules():
+            if "record" not in rule:
+                continue
+            assert "_ms:" not in rule["record"], name
+            if "seconds" in rule["record"]:
+                assert rule["expr"].rstrip().endswith("/ 1000"), name
+
+    def test_request_metrics_read_canonical_lines_only(self):
+        """Each request/task rule filters the line cheaply, then keeps the exact parsed event."""
+        for name, rule in _all_rules():
+            for event in ("request", "task", "runtime"):
+                filtered = f'|= `"event":"{event}"`'
+                if filtered in rule["expr"]:
+                    assert rule["expr"].count(filtered) == rule["expr"].count(
+                        f'| event="{event}"'
+                    ), name
+                    first_filter = rule["expr"].index(filtered)
+                    assert first_filter < rule["expr"].index("| json"), name
+
+    def test_counts_and_rates_are_weighted_by_sample_rate(self):
+        """Every rate of canonical lines sums sample_rate (directly or as a product)."""
+        for name, rule in _all_rules():
+            expr = rule["expr"]
+            for call in re.finditer(r"\brate\(", expr):
+                body = expr[call.end() : expr.index("[", call.end())]
+                assert "sample_rate" in body, name
+                assert "| unwrap sample_rate" in body or "mulf" in body, name
+
+    def test_quantiles_grouped_by_route_or_task(self):
+        """Quantiles group by service_name, env and route (or task_name) on the range function."""
+        quantiles = [rule for _, rule in _all_rules() if "quantile_over_time" in rule["expr"]]
+        assert 7 == len(quantiles)
+        for rule in quantiles:
+            assert re.search(r"\) by \(service_name, env, (route|task_name)\)", rule["expr"])
+
+
+class TestLint:
+    """The lint catches what Loki rejects but @grafana/lezer-logql accepts."""
+
+    @pytest.mark.parametrize(
+        ("expr", "expected"),
+        [
+            (
+                'sum_over_time({a="b"} | json | unwrap x | __error__="" [1m]) by (route)',
+                "grouping directly on sum_over_time",
+            ),
+            (
+                'count_over_time({a="b"} [1m]) without (route)',
+                "grouping directly on count_over_time",
+            ),
+            ('rate({a="b"} |= `x` [1m]) by (a)', "grouping directly on rate"),
+            ('rate({a="b"} | json [1m])', 'must end with | __error__=""'),
+            ('rate({a="b"} | json | __error__="" | unwrap x [1m])', 'must end with | __error__=""'),
+            ('rate({a="b"} | json | d > 5 [1m])', 'must end with | __error__=""'),
+            ('count_over_time({a="b"} | unwrap x | __error__="" [1m])', "does not take an unwrap"),
+            ('max_over_time({a="b"} |= `x` [1m])', "needs an unwrap"),
+            ('sum(rate({a=~".*"} [1m]))', "excludes the empty value"),
+        ],
+    )
+    def test_rejected_forms(self, expr, expected):
+        """Each form Loki would reject is reported."""
+        problems = generator.lint_logql(expr)
+        assert 1 == len([p for p in problems if expected in p]), problems
+
+    @pytest.mark.parametrize(
+        "expr",
+        [
+            'quantile_over_time(0.9, {a="b"} | json | unwrap x | __error__="" [1m]) by (route)',
+            'sum by (a) (rate({a="b"} | json | unwrap x | __error__="" [1m]))',
+            'count_over_time({a=~".+"} |= `"x":"(y)"` [1h] offset 10m)',
+            'rate({a="b"} | label_format s=`{{ .a }}` | __error__="" [1m])',
+        ],
+    )
+    def test_accepted_forms(self, expr):
+        """Valid forms, including templates with braces inside strings, pass."""
+        assert [] == generator.lint_logql(expr)
+
+    def test_rule_file_validation(self):
+        """A record without ':', for on a recording rule, both record and alert are reported."""
+        document = {
+            "groups": [
+                {
+                    "name": "g",
+                    "rules": [
+                        {"record": "no_colon", "expr": 'sum(rate({a="b"}[1m]))'},
+                        {"record": "a:b:c", "expr": 'sum(rate({a="b"}[1m]))', "for": "1m"},
+                        {"record": "a:b:c", "alert": "A", "expr": 'sum(rate({a="b"}[1m]))'},
+                    ],
+                },
+                {"name": "g", "rules": [], "query_offset": "1m"},
+            ]
+        }
+        problems = generator.lint(document)
+        for expected in (
+            "record must be a metric name with ':'",
+            "a recording rule has no for",
+            "exactly one of record and alert",
+            "name used twice",
+            "unknown key 'query_offset'",
+            "no rules",
+        ):
+            assert any(expected in p for p in problems), (expected, problems)
+
+
+class TestGrammar:
+    """Every LogQL expression parses with Grafana's own grammar (@grafana/lezer-logql)."""
+
+    def test_rule_expressions_parse(self):
+        """No rule expression has an error node."""
+        items = [{"id": name, "expr": rule["expr"]} for name, rule in _all_rules()]
+        assert 31 == len(items)
+        assert [] == _lezer(items)
+
+    def test_dashboard_expressions_parse(self):
+        """No LogQL target of the dashboard has an error node (Grafana variables substituted)."""
+        items = [{"id": name, "expr": expr} for name, expr in _targets("loki")]
+        assert len(items) >= 5
+        assert [] == _lezer(items)
+
+    def test_checker_reports_errors(self):
+        """The checker is not vacuous: a broken expression comes back with its error."""
+        failures = _lezer([{"id": "broken", "expr": 'sum(rate({a="b"}[1m])'}])
+        assert ["broken"] == [failure["id"] for failure in failures]
+
+
+class TestPromQL:
+    """PromQL over the recorded series passes promtool."""
+
+    def test_prometheus_rules(self):
+        """loki/prometheus/obslog-rules.yaml passes promtool check rules."""
+        promtool = require_binary("promtool")
+        result = subprocess.run(
+            [promtool, "check", "rules", str(PROM_RULES)], capture_output=True, text=True
+        )
+        assert 0 == result.returncode, result.stdout + result.stderr
+
+    def test_prometheus_config(self):
+        """loki/prometheus.yml (with its rule file) passes promtool check config."""
+        promtool = require_binary("promtool")
+        result = subprocess.run(
+            [promtool, "check", "config", str(LOKI / "prometheus.yml")],
+            capture_output=True,
+            text=True,
+        )
+        assert 0 == result.returncode, result.stdout + result.stderr
+
+    def test_dashboard_promql(self, tmp_path):
+        """Every Prometheus target of the dashboard is valid PromQL."""
+        exprs = _targets("prometheus")
+        assert len(exprs) >= 15
+        _promtool_check_rules(tmp_path, exprs)
+
+    def test_prometheus_rules_use_recorded_names(self):
+        """The PromQL rules read only series that the Loki rules record (or record themselves)."""
+        recorded = {rule["record"] for _, rule in _all_rules() if "record" in rule}
+        document = yaml.safe_load(PROM_RULES.read_text(encoding="utf-8"))
+        own = {r["record"] for g in document["groups"] for r in g["rules"] if "record" in r}
+        for group in document["groups"]:
+            for rule in group["rules"]:
+                used = set(re.findall(r"[a-z_]+:obslog_[a-z_]+:[a-z0-9_]+", rule["expr"]))
+                assert used <= recorded | own, used - recorded - own
+
+
+class TestGenerator:
+    """`obslog loki rules` and the shipped files come from one source."""
+
+    def test_shipped_files_equal_the_generator(self):
+        """Regenerating the shipped files changes nothing."""
+        assert [] == generator.check(RULES)
+
+    def test_write_reproduces_the_files(self, tmp_path):
+        """write() produces byte-identical files."""
+        for path in generator.write(tmp_path):
+            assert (RULES / path.name).read_text() == path.read_text()
+
+    def test_cli_timer_rules_equal_shipped(self, capsys):
+        """The CLI's rules for the demo's timers are the shipped obslog-timers.yaml."""
+        argv = ["rules", "--timer", "db_query", "--timer", "cache_get", "--timer", "remote_call"]
+        assert 0 == generator.main(argv)
+        assert (RULES / "obslog-timers.yaml").read_text() == capsys.readouterr().out
+
+    def test_cli_service_and_output(self, tmp_path):
+        """--service selects one service and names the group after it; --output writes a file."""
+        output = tmp_path / "shop.yaml"
+        argv = ["rules", "--service", "shop", "--timer", "render", "--output", str(output)]
+        assert 0 == generator.main(argv)
+        document = yaml.safe_load(output.read_text())
+        assert ["obslog-timers-shop"] == [g["name"] for g in document["groups"]]
+        exprs = [rule["expr"] for rule in document["groups"][0]["rules"]]
+        assert 3 == len(exprs)
+        assert all('{service_name="shop"}' in expr and "timings.render." in expr for expr in exprs)
+        assert [{"timer": "render"}] * 3 == [r["labels"] for r in document["groups"][0]["rules"]]
+        assert [] == generator.lint(document)
+
+    def test_cli_service_label(self, capsys):
+        """--service-label service selects on the shipped stream label instead."""
+        assert 0 == generator.main(
+            ["rules", "--service", "shop", "--service-label", "service", "--timer", "t"]
+        )
+        assert '{service="shop"}' in capsys.readouterr().out
+
+    def test_cli_all(self, capsys):
+        """--all prints every group in one valid file."""
+        assert 0 == generator.main(["rules", "--all", "--service", "shop"])
+        document = yaml.safe_load(capsys.readouterr().out)
+        assert [
+            "obslog-requests-shop",
+            "obslog-request-latency-shop",
+            "obslog-tasks-shop",
+            "obslog-runtime-shop",
+            "obslog-timers-shop",
+            "obslog-alerts-shop",
+        ] == [g["name"] for g in document["groups"]]
+        assert [] == generator.lint(document)
+
+    @pytest.mark.parametrize(
+        "argv",
+        [
+            ["rules"],
+            ["rules", "--timer", "9lives"],
+            ["rules", "--timer", "a", "--timer", "a"],
+            ["rules", "--timer", "a", "--service", ""],
+            ["rules", "--bogus"],
+            ["nope"],
+        ],
+    )
+    def test_cli_usage_errors(self, argv, capsys):
+        """Missing or invalid timers and unknown options exit with status 2 and a message."""
+        assert 2 == generator.main(argv)
+        assert capsys.readouterr().err
+
+    def test_service_name_is_escaped(self):
+        """A service name with a quote stays one LogQL string."""
+        assert '{service_name="a\\"b"}' == generator.selector('a"b')
+
+
+class TestDashboard:
+    """loki/dashboards/obslog.json is importable and provisioned."""
+
+    def test_importable_json(self):
+        """Valid JSON with a stable uid, no fixed id, unique panel ids inside a 24-wide grid."""
+        dashboard = _dashboard()
+        assert "obslog" == dashboard["uid"]
+        assert dashboard["id"] is None
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        assert len(ids) == len(set(ids))
+        for panel in dashboard["panels"]:
+            grid = panel["gridPos"]
+            assert grid["x"] + grid["w"] <= 24
+
+    def test_datasources_are_variables(self):
+        """Datasource variables exist and every panel and target uses one of them."""
+        variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
+        assert "datasource" == variables["loki_ds"]["type"]
+        assert "datasource" == variables["prom_ds"]["type"]
+        allowed = {"${loki_ds}", "${prom_ds}"}
+        for panel in _panels():
+            if panel["datasource"]["uid"] != "-- Mixed --":
+                assert panel["datasource"]["uid"] in allowed, panel["title"]
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] in allowed, panel["title"]
+
+    def test_required_panels(self):
+        """Rate, errors, latency, timers, slowest requests, runtime and Celery are all shown."""
+        titles = " | ".join(panel["title"].lower() for panel in _panels())
+        for word in ("rate", "error", "latency", "timer", "slowest", "rss", "cpu", "task"):
+            assert word in titles, word
+        assert _targets("loki") and _targets("prometheus")
+
+    def test_dashboard_logql_lint(self):
+        """The dashboard's LogQL has none of the forms Loki rejects."""
+        assert [] == [
+            (name, p)
+            for name, expr in _targets("loki")
+            for p in generator.lint_logql(_substitute_grafana_variables(expr))
+        ]
+
+    def test_dashboard_reads_recorded_series(self):
+        """Every recorded series named in a Prometheus target is recorded by some rule."""
+        recorded = {rule["record"] for _, rule in _all_rules() if "record" in rule}
+        document = yaml.safe_load(PROM_RULES.read_text(encoding="utf-8"))
+        recorded |= {r["record"] for g in document["groups"] for r in g["rules"] if "record" in r}
+        for name, expr in _targets("prometheus"):
+            used = set(re.findall(r"[a-z_]+:obslog_[a-z_]+:[a-z0-9_]+", expr))
+            assert used and used <= recorded, (name, used - recorded)
+
+    def test_provisioning(self):
+        """Datasource uids match the variables' defaults; the provider reads the mounted folder."""
+        datasources = yaml.safe_load(
+            (LOKI / "provisioning" / "datasources" / "obslog.yaml").read_text()
+        )
+        assert 1 == datasources["apiVersion"]
+        uids = {ds["type"]: ds["uid"] for ds in datasources["datasources"]}
+        variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
+        assert uids["loki"] == variables["loki_ds"]["current"]["value"]
+        assert uids["prometheus"] == variables["prom_ds"]["current"]["value"]
+        providers = yaml.safe_load(
+            (LOKI / "provisioning" / "dashboards" / "obslog.yaml").read_text()
+        )
+        assert 1 == providers["apiVersion"]
+        path = providers["providers"][0]["options"]["path"]
+        grafana = _compose()["services"]["grafana"]
+        assert f"./dashboards:{path}:ro" in grafana["volumes"]
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load((LOKI / "docker-compose.yml").read_text(encoding="utf-8"))
+
+
+def _compose_command() -> list[str]:
+    docker = shutil.which("docker")
+    if docker is not None:
+        probe = subprocess.run(
+            [docker, "compose", "version"], capture_output=True, text=True, check=False
+        )
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    return [require_binary("docker-compose")]
+
+
+class TestStack:
+    """docker-compose.yml, the Loki and shipping configs agree with each other."""
+
+    def test_compose_config_accepts_the_file(self):
+        """`docker compose config` (or docker-compose) validates the stack offline."""
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_VERSION")}
+        result = subprocess.run(
+            [*_compose_command(), "-f", str(LOKI / "docker-compose.yml"), "config", "-q"],
+            cwd=LOKI,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+        assert 0 == result.returncode, result.stderr
+
+    def test_compose_services_and_mounts(self):
+        """All parts are there, bind mounts exist, Prometheus accepts remote write."""
+        services = _compose()["services"]
+        assert {"loki", "prometheus", "alertmanager", "grafana", "alloy", "demo"} == set(services)
+        assert "--web.enable-remote-write-receiver" in services["prometheus"]["command"]
+        for service in services.values():
+            for volume in service.get("volumes", []):
+                source = volume.split(":")[0]
+                if source.startswith("."):
+                    assert (LOKI / source).exists(), volume
+        assert "obslog" == services["demo"]["labels"]["logging"]
+
+    def test_loki_ruler_reads_rules_and_writes_to_prometheus(self):
+        """The ruler's local directory is where compose mounts loki/rules; it remote-writes."""
+        config = yaml.safe_load((LOKI / "loki-config.yaml").read_text())
+        assert config["auth_enabled"] is False
+        ruler = config["ruler"]
+        assert "local" == ruler["storage"]["type"]
+        directory = ruler["storage"]["local"]["directory"]
+        assert f"./rules:{directory}:ro" in _compose()["services"]["loki"]["volumes"]
+        assert ruler["remote_write"]["enabled"] is True
+        urls = [client["url"] for client in ruler["remote_write"]["clients"].values()]
+        assert ["http://prometheus:9090/api/v1/write"] == urls
+        assert "v13" == config["schema_config"]["configs"][0]["schema"]
+        assert "tsdb" == config["schema_config"]["configs"][0]["store"]
+        assert "service" in config["limits_config"]["discover_service_name"]
+
+    def test_alloy_config(self):
+        """Alloy keeps service/env/level as labels, trace_id as metadata, the record's time."""
+        text = (LOKI / "alloy" / "config.alloy").read_text()
+        code = re.sub(r'"(?:[^"\\]|\\.)*"|//[^\n]*', '""', text)
+        assert code.count("{") == code.count("}")
+        keep = re.search(r"stage\.label_keep\s*\{\s*values\s*=\s*\[([^\]]*)\]", text)
+        assert keep is not None
+        assert ["env", "level", "service"] == sorted(re.findall(r'"(\w+)"', keep.group(1)))
+        metadata = re.search(r"stage\.structured_metadata\s*\{(.*?)\n  \}", text, re.S)
+        assert metadata is not None and "trace_id" in metadata.group(1)
+        stamp = re.search(r"stage\.timestamp\s*\{(.*?)\}", text, re.S)
+        assert stamp is not None and 'source = "timestamp"' in stamp.group(1)
+        assert 'url        = "http://loki:3100/loki/api/v1/push"' in text
+
+    def test_promtail_config(self):
+        """Promtail does the same: three labels, trace_id metadata, the record's timestamp."""
+        config = yaml.safe_load((LOKI / "promtail" / "promtail-config.yaml").read_text())
+        for job in config["scrape_configs"]:
+            stages = {
+                next(iter(stage)): stage[next(iter(stage))] for stage in job["pipeline_stages"]
+            }
+            assert {"service", "env", "level"} == set(stages["labels"])
+            assert ["service", "env", "level"] == stages["labelallow"]
+            assert {"trace_id"} == set(stages["structured_metadata"])
+            assert "timestamp" == stages["timestamp"]["source"]
