@@ -13,6 +13,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import os
 import random
 import re
 import threading
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 
 from . import _ids, _stats
 from ._config import CONFIG, REDACTED, is_secret
+from ._render import redact
 
 
 __all__ = [
@@ -68,6 +70,16 @@ _end_listeners: tuple[Listener, ...] = ()
 _listeners_lock = threading.Lock()
 
 
+def _renew_locks() -> None:
+    # A thread of the parent may have held a lock at fork time; the child would wait forever.
+    global _FOLD_LOCK, _listeners_lock
+    _FOLD_LOCK = threading.Lock()
+    _listeners_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_locks)
+
+
 def _check_name(name: object, what: str) -> str:
     if type(name) is str and name in _valid_names:
         return name
@@ -90,7 +102,7 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
     for key, value in fields.items():
         if key in RESERVED_FIELDS:
             key = f"extra_{key}"
-        out[key] = REDACTED if is_secret(key) else value
+        out[key] = REDACTED if is_secret(key) else redact(value)
     return out
 
 

@@ -8,18 +8,29 @@ counters only grow; read them with :func:`obslog.stats` or scrape them through :
 
 from __future__ import annotations
 
+import os
 import threading
 
 
 __all__ = ["incr", "snapshot"]
 
 _lock = threading.Lock()
+
+
+def _renew_lock() -> None:
+    # A thread of the parent may have held the lock at fork time; the child would wait forever.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_lock)
 _counters: dict[str, int] = {
     "render_errors": 0,
     "dropped": 0,
     "listener_errors": 0,
     "canonical_lines": 0,
     "sampled_out": 0,
+    "runtime_errors": 0,
 }
 
 
