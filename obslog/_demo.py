@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import re
+import signal
 import threading
 import time
 
@@ -108,6 +109,7 @@ UNMATCHED_ROUTE = "<unmatched>"
 class _Handler(BaseHTTPRequestHandler):
     server: DemoServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes on a kept-alive connection
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence the stdlib access log: the canonical line is the access log."""
@@ -230,6 +232,46 @@ def drive(port: int, requests: int | None, concurrency: int = 4, seed: int | Non
     return sent
 
 
+def _serve_tiers(server: DemoServer) -> Callable[[], None]:
+    """Serve /health, /ready and /metrics beside the shop's routes and log ``runtime`` lines.
+
+    Returns the function that undoes it.
+    """
+    from . import metrics
+    from .checks import ShutdownCheck, tcp_check
+    from .health import HealthEndpoints, Readiness
+    from .runtime import RuntimeLogger
+
+    owns_metrics = metrics.installed() is None
+    metrics.install()
+    stopping = ShutdownCheck(install=False)
+    readiness = Readiness()
+    readiness.add("shop_listening", tcp_check("127.0.0.1", server.port, timeout=0.5))
+    readiness.add("not_shutting_down", stopping)
+    endpoints = HealthEndpoints(readiness)
+
+    def tier(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        path, accept = handler.path.split("?", 1)[0], handler.headers.get("Accept")
+        status, headers, body = endpoints.handle(path, handler.command, accept)
+        return status, dict(headers), body
+
+    for path in endpoints.routes:
+        server.extra_routes[path] = tier
+    runtime_logger = RuntimeLogger(interval=10.0).start()  # the first line is logged at once
+
+    def close() -> None:
+        stopping.trigger("demo stopping")
+        runtime_logger.close()
+        if owns_metrics:
+            metrics.uninstall()
+
+    return close
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(
     requests: int | None = None,
     fmt: str = "json",
@@ -242,6 +284,10 @@ def run(
     """Configure obslog, serve the demo shop, drive *requests* requests through it; return 0."""
     obslog.configure(service=service, env="demo", version=obslog.__version__, fmt=fmt)
     server = DemoServer(port=port, seed=seed)
+    close_tiers = _serve_tiers(server)
+    if threading.current_thread() is threading.main_thread():
+        # `obslog demo --hold &` ignores SIGINT; stop cleanly on SIGTERM as well.
+        signal.signal(signal.SIGTERM, _interrupt)
     thread = threading.Thread(target=server.serve_forever, name="obslog-demo", daemon=True)
     thread.start()
     log.info("demo serving", extra={"port": server.port, "requests": requests})
@@ -253,6 +299,7 @@ def run(
     except KeyboardInterrupt:
         pass
     finally:
+        close_tiers()
         server.shutdown()
         server.server_close()
     return 0
