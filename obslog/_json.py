@@ -76,10 +76,12 @@ def sanitize(obj: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> 
 
 def _dumps_stdlib(obj: Any) -> str:
     try:
-        return json.dumps(
+        text = json.dumps(
             obj, default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":")
         )
-    except (ValueError, TypeError, RecursionError):
+        text.encode("utf-8")  # lone surrogates pass json.dumps but cannot be written as UTF-8
+        return text
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
         return json.dumps(sanitize(obj), ensure_ascii=False, separators=(",", ":"))
 
 
@@ -88,8 +90,8 @@ def _dumps_orjson(obj: Any) -> str:
         return orjson.dumps(obj, default=_default).decode("utf-8")
     except (TypeError, RecursionError):
         # orjson raises JSONEncodeError (a TypeError) on lone surrogates, cycles, deep nesting and
-        # non-string keys; the sanitised copy never does.
-        return orjson.dumps(sanitize(obj)).decode("utf-8")
+        # non-string keys and integers beyond 64 bits: render exactly as without orjson.
+        return _dumps_stdlib(obj)
 
 
 #: Encode an object as one compact JSON line (no trailing newline); never raises on content.

@@ -1,0 +1,272 @@
+"""
+Scopes and timers under concurrency: asyncio tasks, threads, executors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import random
+import threading
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import structlog
+
+import obslog
+
+from obslog import _json
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch):
+    """Reset obslog, structlog, the JSON encoder and the root logger after each test."""
+    for var in ("OBSLOG_LEVEL", "OBSLOG_FORMAT", "OBSLOG_SERVICE"):
+        monkeypatch.delenv(var, raising=False)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    obslog.reset_defaults()
+    _json.use_orjson(_json.orjson is not None)
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(name="sio")
+def _sio() -> io.StringIO:
+    stream = io.StringIO()
+    obslog.configure(stream=stream, service="shop")
+    return stream
+
+
+def parse(stream: io.StringIO) -> list[dict]:
+    return [json.loads(raw) for raw in stream.getvalue().splitlines()]
+
+
+TIMER_NAMES = ("db_query", "cache_get", "remote_call")
+
+
+def own_timers(i: int) -> dict[str, int]:
+    """The timers (name -> count) that worker *i* records: its own mix, different per worker."""
+    return {name: (i + k) % 3 + 1 for k, name in enumerate(TIMER_NAMES) if (i >> k) & 1 or k == 0}
+
+
+class TestAsyncioTasks:
+    async def test_200_tasks_see_only_their_own_values(self, sio):
+        """200 concurrent tasks with interleaved timers and awaits each see only their own scope."""
+        log = logging.getLogger("t.async200")
+        rng = random.Random(7)
+        delays = [rng.random() / 1000 for _ in range(200 * 8)]
+        errors: list[str] = []
+
+        async def worker(i: int) -> None:
+            async with obslog.request_scope("GET", "/w", request_id=f"req-{i}", worker=i) as req:
+                d = iter(delays[i * 8 : i * 8 + 8])
+                for name, count in own_timers(i).items():
+                    for _ in range(count):
+                        async with obslog.timed(name):
+                            await asyncio.sleep(next(d, 0) if i % 2 else 0)
+                        if obslog.current_scope() is not req:
+                            errors.append(f"worker {i} lost its scope")
+                log.info("working", extra={"i": i})
+                await asyncio.sleep(0)
+                if {n: c[0] for n, c in req.timers.items()} != own_timers(i):
+                    errors.append(f"worker {i} sees foreign timers {req.timers}")
+
+        await asyncio.gather(*(worker(i) for i in range(200)))
+        assert [] == errors
+        lines = parse(sio)
+        assert 400 == len(lines)
+        for line in lines:
+            i = int(line["request_id"].removeprefix("req-"))
+            assert i == line["worker"]
+            if line["logger"] == "obslog":
+                assert own_timers(i) == {n: t["count"] for n, t in line["timings"].items()}
+            else:
+                assert i == line["i"]
+        assert Counter({"request": 200, "working": 200}) == Counter(line["event"] for line in lines)
+
+    async def test_scope_never_leaks_into_next_task(self, sio):
+        """A scope entered inside a task is invisible to the parent and to tasks created afterwards."""
+
+        async def enter_and_leave() -> str:
+            s = obslog.request_scope()
+            s.__enter__()  # left open on purpose: the task's context dies with it
+            return s.request_id
+
+        await asyncio.create_task(enter_and_leave())
+        assert None is obslog.current_scope()
+
+        async def look() -> object:
+            return obslog.current_scope()
+
+        assert None is await asyncio.create_task(look())
+
+    async def test_child_task_inherits_but_does_not_leak_back(self, sio):
+        """A task created inside a scope sees it; the child's own nested scope stays in the child."""
+        async with obslog.request_scope() as req:
+
+            async def child() -> tuple[object, object]:
+                seen = obslog.current_scope()
+                async with obslog.scope("job") as job:
+                    pass
+                return seen, job.request_id
+
+            seen, job_request_id = await asyncio.create_task(child())
+            assert req is seen
+            assert req.request_id == job_request_id
+            assert req is obslog.current_scope()
+
+
+class TestThreads:
+    def test_16_threads_see_only_their_own_values(self, sio):
+        """16 threads, stepping in lock-step through their timers, each see only their own scope."""
+        log = logging.getLogger("t.threads16")
+        barrier = threading.Barrier(16)
+        errors: list[str] = []
+
+        def worker(i: int) -> None:
+            try:
+                with obslog.request_scope("GET", "/t", request_id=f"thr-{i}", worker=i) as req:
+                    barrier.wait()
+                    for name, count in own_timers(i).items():
+                        for _ in range(count):
+                            with obslog.timed(name):
+                                barrier.wait()  # every thread is inside a timer at once
+                            if obslog.current_scope() is not req:
+                                errors.append(f"thread {i} lost its scope")
+                    log.info("working", extra={"i": i})
+                    if {n: c[0] for n, c in req.timers.items()} != own_timers(i):
+                        errors.append(f"thread {i} sees foreign timers {req.timers}")
+            except threading.BrokenBarrierError:
+                errors.append(f"thread {i}: broken barrier")
+
+        # Every thread makes the same number of barrier waits so that none is left waiting.
+        steps = max(sum(own_timers(i).values()) for i in range(16))
+
+        def padded(i: int) -> None:
+            worker(i)
+            for _ in range(steps - sum(own_timers(i).values())):
+                try:
+                    barrier.wait()
+                except threading.BrokenBarrierError:
+                    return
+
+        threads = [threading.Thread(target=padded, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert [] == errors
+        lines = parse(sio)
+        assert 32 == len(lines)
+        for line in lines:
+            i = int(line["request_id"].removeprefix("thr-"))
+            assert i == line["worker"]
+            if line["logger"] == "obslog":
+                assert own_timers(i) == {n: t["count"] for n, t in line["timings"].items()}
+
+    def test_new_thread_does_not_see_caller_scope(self, sio):
+        """A plain thread starts with an empty context: the caller's scope does not leak into it."""
+        seen = []
+        with obslog.request_scope():
+            t = threading.Thread(target=lambda: seen.append(obslog.current_scope()))
+            t.start()
+            t.join()
+        assert [None] == seen
+
+
+class TestInContext:
+    def test_thread_pool_without_wrapper_loses_scope(self, sio):
+        """Without in_context a ThreadPoolExecutor worker sees no scope (what in_context is for)."""
+        with ThreadPoolExecutor(max_workers=1) as pool, obslog.request_scope():
+            assert None is pool.submit(obslog.current_scope).result()
+
+    def test_thread_pool_submit(self, sio):
+        """pool.submit(in_context(fn, ...)) runs fn with the caller's scope: ids, fields and timers."""
+        log = logging.getLogger("t.pool")
+
+        def fetch(order_id, *, shard):
+            with obslog.timed("db_query"):
+                log.info("fetched", extra={"order_id": order_id, "shard": shard})
+            return obslog.current_scope()
+
+        with ThreadPoolExecutor(max_workers=4) as pool, obslog.request_scope("GET", "/p") as req:
+            futures = [pool.submit(obslog.in_context(fetch, n, shard="a")) for n in range(8)]
+            assert [req] * 8 == [f.result() for f in futures]
+        assert 8 == req.timers["db_query"][0]
+        lines = parse(sio)
+        assert {req.request_id} == {line["request_id"] for line in lines}
+        assert {"/p"} == {line["route"] for line in lines}
+        assert 8 == lines[-1]["timings"]["db_query"]["count"]
+
+    def test_exception_and_return_value_pass_through(self, sio):
+        """in_context returns fn's value and lets its exception reach the future."""
+
+        def fail():
+            raise KeyError("nope")
+
+        with ThreadPoolExecutor(max_workers=1) as pool, obslog.request_scope():
+            assert 3 == pool.submit(obslog.in_context(len, "abc")).result()
+            with pytest.raises(KeyError):
+                pool.submit(obslog.in_context(fail)).result()
+
+    def test_scope_opened_in_worker_does_not_leak_into_next_job(self, sio):
+        """A scope entered by wrapped work stays out of the next job on the same worker thread."""
+
+        def enter_and_leave():
+            obslog.request_scope().__enter__()  # never exited
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            with obslog.request_scope():
+                pool.submit(obslog.in_context(enter_and_leave)).result()
+            assert None is pool.submit(obslog.current_scope).result()
+            assert None is pool.submit(obslog.in_context(obslog.current_scope)).result()
+
+    def test_same_wrapper_callable_twice(self, sio):
+        """One wrapped callable can run in two threads at once (each run gets its own context copy)."""
+        barrier = threading.Barrier(2)
+
+        def work():
+            barrier.wait(timeout=10)
+            return obslog.current_scope()
+
+        with ThreadPoolExecutor(max_workers=2) as pool, obslog.request_scope() as req:
+            wrapped = obslog.in_context(work)
+            futures = [pool.submit(wrapped), pool.submit(wrapped)]
+            assert [req, req] == [f.result() for f in futures]
+
+    async def test_run_in_executor(self, sio):
+        """loop.run_in_executor(None, in_context(fn, x)) carries the scope and timers."""
+
+        def blocking(x):
+            with obslog.timed("remote_call"):
+                return obslog.current_scope(), x
+
+        loop = asyncio.get_running_loop()
+        async with obslog.request_scope() as req:
+            seen, x = await loop.run_in_executor(None, obslog.in_context(blocking, 5))
+            plain = await loop.run_in_executor(None, obslog.current_scope)
+        assert (req, 5) == (seen, x)
+        assert 1 == req.timers["remote_call"][0]
+        # The default executor does not copy the context by itself:
+        assert None is plain
+
+    async def test_asyncio_to_thread_works_as_is(self, sio):
+        """asyncio.to_thread copies the context by itself: no wrapper needed."""
+        log = logging.getLogger("t.to_thread")
+
+        def blocking():
+            with obslog.timed("db_query"):
+                log.info("in thread")
+            return obslog.current_scope()
+
+        async with obslog.request_scope() as req:
+            assert req is await asyncio.to_thread(blocking)
+        assert 1 == req.timers["db_query"][0]
+        assert [req.request_id] * 2 == [line["request_id"] for line in parse(sio)]

@@ -1,0 +1,535 @@
+"""
+The standard-library side: dictConfig, ContextFilter, JsonFormatter options, QueueHandler, extra
+collisions, configure(), environment overrides and the console format.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import logging.config
+import logging.handlers
+import queue
+import subprocess
+import sys
+import threading
+
+import pytest
+import structlog
+
+import obslog
+
+from obslog import _json
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch):
+    """Reset obslog, structlog, the JSON encoder and the root logger after each test."""
+    for var in ("OBSLOG_LEVEL", "OBSLOG_FORMAT", "OBSLOG_SERVICE"):
+        monkeypatch.delenv(var, raising=False)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    obslog.reset_defaults()
+    _json.use_orjson(_json.orjson is not None)
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def parse(stream: io.StringIO) -> list[dict]:
+    return [json.loads(raw) for raw in stream.getvalue().splitlines()]
+
+
+@pytest.fixture(name="sio")
+def _sio() -> io.StringIO:
+    stream = io.StringIO()
+    obslog.configure(stream=stream, service="shop")
+    return stream
+
+
+def handler_with(formatter: logging.Formatter, stream: io.StringIO) -> logging.Handler:
+    """A handler on a fresh, non-propagating logger, with obslog's filter and *formatter*."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    handler.addFilter(obslog.ContextFilter())
+    return handler
+
+
+@pytest.fixture(name="own_logger")
+def _own_logger(request):
+    """A logger of its own, not propagating to root; handlers removed afterwards."""
+    log = logging.getLogger(f"t.own.{request.node.name}")
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    yield log
+    for h in log.handlers[:]:
+        log.removeHandler(h)
+
+
+class TestDictConfig:
+    def test_dict_config_function(self):
+        """logging.config.dictConfig(obslog.dict_config(...)) writes enriched JSON lines."""
+        stream = io.StringIO()
+        logging.config.dictConfig(obslog.dict_config(service="shop", env="test", stream=stream))
+        log = logging.getLogger("shop.orders")
+        with obslog.request_scope("GET", "/orders/{id}") as req:
+            with obslog.timed("db_query"):
+                pass
+            log.info("order listed", extra={"order_count": 3})
+            req.status = 200
+        listed, canonical = parse(stream)
+        assert ("shop", "test", "shop.orders", "order listed", 3) == (
+            listed["service"], listed["env"], listed["logger"], listed["event"], listed["order_count"]
+        )
+        assert req.request_id == listed["request_id"] == canonical["request_id"]
+        assert 1 == listed["timings"]["db_query"]["count"]
+        assert (200, "ok") == (canonical["status"], canonical["outcome"])
+
+    def test_dict_config_is_plain_dict(self):
+        """dict_config returns plain data naming obslog's formatter by dotted path."""
+        config = obslog.dict_config(fmt="console")
+        assert json.loads(json.dumps(config)) == config
+        assert {"()": "obslog.ConsoleFormatter"} == config["formatters"]["obslog"]
+        assert {"()": "obslog.JsonFormatter"} == obslog.dict_config(fmt="json")["formatters"]["obslog"]
+        assert False is config["disable_existing_loggers"]
+
+    def test_dict_config_keeps_existing_loggers(self):
+        """Loggers made before dictConfig keep working (disable_existing_loggers is False)."""
+        early = logging.getLogger("t.dict.early")
+        stream = io.StringIO()
+        logging.config.dictConfig(obslog.dict_config(stream=stream))
+        early.info("still here")
+        assert ["still here"] == [line["event"] for line in parse(stream)]
+
+    def test_dict_config_also_configures_structlog(self):
+        """dict_config routes structlog through stdlib: structlog lines reach the same handler."""
+        stream = io.StringIO()
+        logging.config.dictConfig(obslog.dict_config(service="shop", stream=stream))
+        structlog.get_logger("t.dict.sl").info("via structlog", k=1)
+        (line,) = parse(stream)
+        assert ("via structlog", 1, "shop", "t.dict.sl") == (
+            line["event"], line["k"], line["service"], line["logger"]
+        )
+
+    def test_hand_written_dict(self):
+        """A user's own dict naming obslog.JsonFormatter and obslog.ContextFilter by "()" works."""
+        stream = io.StringIO()
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "filters": {"ctx": {"()": "obslog.ContextFilter"}},
+                "formatters": {
+                    "json": {
+                        "()": "obslog.JsonFormatter",
+                        "static_fields": {"team": "core"},
+                        "rename_fields": {"order_id": "oid"},
+                    }
+                },
+                "handlers": {
+                    "out": {
+                        "class": "logging.StreamHandler",
+                        "stream": stream,
+                        "formatter": "json",
+                        "filters": ["ctx"],
+                    }
+                },
+                "loggers": {"t.hand": {"handlers": ["out"], "level": "DEBUG", "propagate": False}},
+            }
+        )
+        log = logging.getLogger("t.hand")
+        with obslog.request_scope(request_id="r1"), obslog.timed("db_query"):
+            log.debug("written", extra={"order_id": 7})
+        (line,) = parse(stream)
+        assert ("debug", "written", "r1", 7, "core") == (
+            line["level"], line["event"], line["request_id"], line["oid"], line["team"]
+        )
+        assert "order_id" not in line
+
+    def test_twice_gives_one_line(self):
+        """Applying obslog.dict_config twice leaves one handler: each record is written once."""
+        stream = io.StringIO()
+        logging.config.dictConfig(obslog.dict_config(stream=stream))
+        logging.config.dictConfig(obslog.dict_config(stream=stream))
+        logging.getLogger("t.dict.twice").warning("once")
+        assert 1 == len(parse(stream))
+
+
+class TestJsonFormatterOptions:
+    def test_fmt_fields(self, own_logger):
+        """Record attributes named in fmt appear on the line (python-json-logger's fmt)."""
+        stream = io.StringIO()
+        own_logger.addHandler(handler_with(obslog.JsonFormatter("%(funcName)s %(lineno)d %(module)s"), stream))
+        own_logger.info("x")
+        (line,) = parse(stream)
+        assert ("test_fmt_fields", "test_stdlib") == (line["funcName"], line["module"])
+        assert isinstance(line["lineno"], int)
+        assert "x" == line["event"]
+
+    def test_asctime_in_fmt(self, own_logger):
+        """%(asctime)s in fmt adds asctime formatted with datefmt."""
+        stream = io.StringIO()
+        own_logger.addHandler(handler_with(obslog.JsonFormatter("%(asctime)s", datefmt="%Y"), stream))
+        own_logger.info("x")
+        (line,) = parse(stream)
+        assert line["timestamp"][:4] == line["asctime"]
+
+    def test_rename_fields(self, own_logger):
+        """rename_fields renames fmt fields and extras."""
+        stream = io.StringIO()
+        formatter = obslog.JsonFormatter(
+            "%(levelname)s", rename_fields={"levelname": "severity", "order_id": "oid"}
+        )
+        own_logger.addHandler(handler_with(formatter, stream))
+        own_logger.warning("x", extra={"order_id": 1})
+        (line,) = parse(stream)
+        assert ("WARNING", 1, "warning") == (line["severity"], line["oid"], line["level"])
+        assert not {"levelname", "order_id"} & set(line)
+
+    def test_static_fields_and_defaults(self, own_logger):
+        """static_fields are on every line; defaults fill in when an extra is missing."""
+        stream = io.StringIO()
+        formatter = obslog.JsonFormatter(static_fields={"team": "core"}, defaults={"region": "eu"})
+        own_logger.addHandler(handler_with(formatter, stream))
+        own_logger.info("a")
+        own_logger.info("b", extra={"region": "us"})
+        a, b = parse(stream)
+        assert ("core", "eu") == (a["team"], a["region"])
+        assert ("core", "us") == (b["team"], b["region"])
+
+    def test_prefix(self, own_logger):
+        """prefix is written before the JSON object."""
+        stream = io.StringIO()
+        own_logger.addHandler(handler_with(obslog.JsonFormatter(prefix="@cee: "), stream))
+        own_logger.info("x")
+        raw = stream.getvalue()
+        assert raw.startswith("@cee: {")
+        assert "x" == json.loads(raw.removeprefix("@cee: "))["event"]
+
+    def test_reserved_attrs(self, own_logger):
+        """Extras listed in reserved_attrs are left out, as in python-json-logger."""
+        from pythonjsonlogger.core import RESERVED_ATTRS
+
+        stream = io.StringIO()
+        formatter = obslog.JsonFormatter(reserved_attrs=[*RESERVED_ATTRS, "internal"])
+        own_logger.addHandler(handler_with(formatter, stream))
+        own_logger.info("x", extra={"internal": 1, "kept": 2})
+        (line,) = parse(stream)
+        assert 2 == line["kept"]
+        assert "internal" not in line
+
+    def test_schema_without_options(self, own_logger):
+        """A bare JsonFormatter writes the schema fields in order, without stdlib record noise."""
+        stream = io.StringIO()
+        own_logger.addHandler(handler_with(obslog.JsonFormatter(), stream))
+        own_logger.info("x")
+        (line,) = parse(stream)
+        assert ["timestamp", "level", "logger", "event", "pid"] == list(line)
+
+    def test_without_filter_context_taken_at_format_time(self, own_logger):
+        """Without ContextFilter the formatter captures the scope itself (synchronous handlers)."""
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(obslog.JsonFormatter())
+        own_logger.addHandler(handler)
+        with obslog.request_scope(request_id="nofilter"):
+            own_logger.info("x")
+        assert "nofilter" == parse(stream)[0]["request_id"]
+
+    def test_dict_message(self, own_logger):
+        """A dict message gives its keys as fields and its "event" (or "message") as the event."""
+        stream = io.StringIO()
+        own_logger.addHandler(handler_with(obslog.JsonFormatter(), stream))
+        own_logger.info({"event": "from dict", "k": 1})
+        own_logger.info({"message": "legacy", "k": 2})
+        a, b = parse(stream)
+        assert ("from dict", 1, "legacy", 2) == (a["event"], a["k"], b["event"], b["k"])
+
+
+class TestQueueHandler:
+    def test_context_of_logging_thread_is_kept(self):
+        """Records passed through QueueHandler/QueueListener keep the scope of the thread that logged."""
+        q: queue.Queue = queue.Queue()
+        stream = io.StringIO()
+        target = logging.StreamHandler(stream)
+        target.setFormatter(obslog.JsonFormatter())
+        listener = logging.handlers.QueueListener(q, target)
+        qh = logging.handlers.QueueHandler(q)
+        qh.addFilter(obslog.ContextFilter())
+        log = logging.getLogger("t.queue")
+        log.propagate = False
+        log.setLevel(logging.INFO)
+        log.addHandler(qh)
+        listener.start()
+        try:
+
+            def work(i: int) -> None:
+                with obslog.request_scope(request_id=f"q-{i}", worker=i), obslog.timed("db_query"):
+                    log.info("queued", extra={"i": i})
+
+            threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            listener.stop()
+            log.removeHandler(qh)
+        lines = parse(stream)
+        assert 4 == len(lines)
+        for line in lines:
+            assert f"q-{line['i']}" == line["request_id"]
+            assert line["i"] == line["worker"]
+            assert "queued" == line["event"]
+        assert {"timestamp", "level", "logger", "event", "pid", "request_id", "worker", "i"} == set(lines[0])
+
+
+RECORD_ATTRS = [
+    "name", "msg", "message", "args", "levelname", "levelno", "asctime", "exc_info", "lineno",
+    "module", "process", "thread", "created", "pathname", "funcName", "stack_info",
+]
+OBSLOG_FIELDS = [
+    "timestamp", "level", "logger", "event", "service", "pid", "request_id", "trace_id",
+    "span_id", "timings", "exc_type",
+]
+
+
+class TestExtraCollisions:
+    @pytest.mark.parametrize("key", RECORD_ATTRS)
+    def test_record_attribute_key(self, sio, key):
+        """An extra key that is a LogRecord attribute does not crash; it is kept as extra_<key>."""
+        log = logging.getLogger("t.collide")
+        log.info("hello %s", "you", extra={key: "clash"})
+        (line,) = parse(sio)
+        assert ("hello you", "t.collide", "info", "clash") == (
+            line["event"], line["logger"], line["level"], line[f"extra_{key}"]
+        )
+
+    @pytest.mark.parametrize("key", OBSLOG_FIELDS)
+    def test_obslog_field_key(self, sio, key):
+        """An extra key that is an obslog field never overwrites it; it is kept as extra_<key>."""
+        log = logging.getLogger("t.collide2")
+        with obslog.request_scope(request_id="real", trace_id="a" * 32, span_id="b" * 16):
+            with obslog.timed("db_query"):
+                pass
+            log.info("hi", extra={key: "evil"})
+        line = parse(sio)[0]
+        assert ("real", "a" * 32, "b" * 16, "hi", "info", "t.collide2", "shop") == (
+            line["request_id"], line["trace_id"], line["span_id"], line["event"], line["level"],
+            line["logger"], line["service"],
+        )
+        assert "evil" == line[f"extra_{key}"]
+        assert isinstance(line["pid"], int)
+        assert {"db_query"} == set(line["timings"])
+
+    def test_bound_field_key(self, sio):
+        """An extra key equal to a bound field does not overwrite the bound value."""
+        with obslog.request_scope("GET", "/real"):
+            logging.getLogger("t.collide3").info("hi", extra={"route": "/evil"})
+        line = parse(sio)[0]
+        assert ("/real", "/evil") == (line["route"], line["extra_route"])
+
+    def test_odd_extra_values(self, sio):
+        """Non-string extra keys and an extra that is not a mapping never crash the call."""
+        log = logging.getLogger("t.collide4")
+        log.info("keys", extra={1: "one", ("a", "b"): "tuple"})
+        log.info("not a mapping", extra=["x"])
+        keys, odd = parse(sio)
+        assert ("one", "tuple") == (keys["1"], keys["('a', 'b')"])
+        assert "not a mapping" == odd["event"]
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="without configure()/dict_config() ObslogLogger is never installed, so the stdlib's "
+        "makeRecord raises KeyError for extra={'name': ...} under a hand-written dictConfig",
+    )
+    def test_record_attribute_key_with_hand_written_dict(self):
+        """In a fresh process set up only by a hand-written dict, a clashing extra key does not crash."""
+        code = (
+            "import io, logging, logging.config\n"
+            "logging.config.dictConfig({'version': 1,"
+            " 'formatters': {'j': {'()': 'obslog.JsonFormatter'}},"
+            " 'filters': {'c': {'()': 'obslog.ContextFilter'}},"
+            " 'handlers': {'h': {'class': 'logging.StreamHandler', 'formatter': 'j', 'filters': ['c'],"
+            " 'stream': 'ext://sys.stdout'}},"
+            " 'root': {'handlers': ['h'], 'level': 'INFO'}})\n"
+            "logging.getLogger('app').info('x', extra={'name': 'clash'})\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+        assert (0, "clash") == (result.returncode, json.loads(result.stdout or "{}").get("extra_name"))
+
+    def test_obslog_logger_class_directly(self):
+        """ObslogLogger.makeRecord renames clashing keys where the stdlib raises KeyError."""
+        plain = logging.Logger("t.plain")
+        with pytest.raises(KeyError):
+            plain.makeRecord("t", logging.INFO, "f", 1, "m", (), None, extra={"name": "x"})
+        record = obslog.ObslogLogger("t.obs").makeRecord(
+            "t", logging.INFO, "f", 1, "m", (), None, extra={"name": "x", "ok": 1}
+        )
+        assert ("t", "x", 1) == (record.name, record.extra_name, record.ok)
+
+
+class TestConfigure:
+    def test_twice_no_duplicate_lines(self):
+        """configure() twice replaces its handler: one line per record, in the latest stream."""
+        first, second = io.StringIO(), io.StringIO()
+        obslog.configure(stream=first)
+        obslog.configure(stream=second)
+        logging.getLogger("t.twice").warning("once")
+        assert ([], ["once"]) == (parse(first), [line["event"] for line in parse(second)])
+        marked = [h for h in logging.getLogger().handlers if getattr(h, "_obslog_handler", False)]
+        assert 1 == len(marked)
+
+    def test_foreign_handler_kept(self):
+        """configure() leaves handlers it did not install on the root logger."""
+        foreign = logging.NullHandler()
+        logging.getLogger().addHandler(foreign)
+        obslog.configure(stream=io.StringIO())
+        obslog.configure(stream=io.StringIO())
+        assert foreign in logging.getLogger().handlers
+
+    def test_structlog_configured_twice_no_duplicates(self):
+        """After two configure() calls a structlog event is written once."""
+        stream = io.StringIO()
+        obslog.configure(stream=stream)
+        obslog.configure(stream=stream)
+        structlog.get_logger("t.sl.twice").info("once")
+        assert 1 == len(parse(stream))
+
+    def test_level(self):
+        """level filters lower records, given as a name in any case or as a number."""
+        stream = io.StringIO()
+        obslog.configure(stream=stream, level="warning")
+        log = logging.getLogger("t.level")
+        log.info("dropped")
+        log.warning("kept")
+        obslog.configure(stream=stream, level=logging.DEBUG)
+        log.debug("kept too")
+        assert ["kept", "kept too"] == [line["event"] for line in parse(stream)]
+
+    def test_static_fields(self):
+        """service, env and version are on every line."""
+        stream = io.StringIO()
+        obslog.configure(service="shop", env="prod", version="1.2.3", stream=stream)
+        logging.getLogger("t.static").info("x")
+        line = parse(stream)[0]
+        assert ("shop", "prod", "1.2.3") == (line["service"], line["env"], line["version"])
+
+    @pytest.mark.parametrize(
+        ("kwargs", "error"),
+        [
+            ({"fmt": "xml"}, ValueError),
+            ({"level": "LOUD"}, ValueError),
+            ({"level": 1.5}, TypeError),
+            ({"sample_rate": 0}, ValueError),
+            ({"service": 3}, TypeError),
+            ({"redact_keys": "password"}, TypeError),
+        ],
+    )
+    def test_invalid_settings(self, kwargs, error):
+        """Invalid settings raise a clear error naming what is valid."""
+        with pytest.raises(error):
+            obslog.configure(stream=io.StringIO(), **kwargs)
+
+    def test_get_config_and_reset(self):
+        """get_config reflects configure(); reset_defaults restores the built-in settings."""
+        obslog.configure(service="shop", level="DEBUG", stream=io.StringIO())
+        assert ("shop", logging.DEBUG) == (obslog.get_config()["service"], obslog.get_config()["level"])
+        obslog.reset_defaults()
+        assert (None, logging.INFO) == (obslog.get_config()["service"], obslog.get_config()["level"])
+
+
+class TestEnvironment:
+    def test_level_override(self, monkeypatch):
+        """OBSLOG_LEVEL wins over the level argument."""
+        monkeypatch.setenv("OBSLOG_LEVEL", "ERROR")
+        stream = io.StringIO()
+        obslog.configure(stream=stream, level="DEBUG")
+        log = logging.getLogger("t.env.level")
+        log.warning("dropped")
+        log.error("kept")
+        assert ["kept"] == [line["event"] for line in parse(stream)]
+
+    def test_service_override(self, monkeypatch):
+        """OBSLOG_SERVICE wins over the service argument."""
+        monkeypatch.setenv("OBSLOG_SERVICE", "from-env")
+        stream = io.StringIO()
+        obslog.configure(stream=stream, service="from-code")
+        logging.getLogger("t.env.svc").info("x")
+        assert "from-env" == parse(stream)[0]["service"]
+
+    def test_format_override(self, monkeypatch):
+        """OBSLOG_FORMAT=console switches the output to the console rendering."""
+        monkeypatch.setenv("OBSLOG_FORMAT", "CONSOLE")
+        stream = io.StringIO()
+        obslog.configure(stream=stream, fmt="json")
+        logging.getLogger("t.env.fmt").info("readable")
+        text = stream.getvalue()
+        assert "readable" in text
+        with pytest.raises(ValueError):
+            json.loads(text)
+
+    def test_overrides_apply_to_dict_config(self, monkeypatch):
+        """The environment overrides apply to dict_config too."""
+        monkeypatch.setenv("OBSLOG_LEVEL", "warning")
+        monkeypatch.setenv("OBSLOG_FORMAT", "console")
+        config = obslog.dict_config(level="DEBUG", fmt="json")
+        assert "WARNING" == config["root"]["level"]
+        assert "obslog.ConsoleFormatter" == config["formatters"]["obslog"]["()"]
+
+    def test_invalid_env_value_is_reported(self, monkeypatch):
+        """An invalid OBSLOG_LEVEL fails configure() with a ValueError, not later while logging."""
+        monkeypatch.setenv("OBSLOG_LEVEL", "chatty")
+        with pytest.raises(ValueError, match="chatty"):
+            obslog.configure(stream=io.StringIO())
+
+
+class TestConsoleFormat:
+    def test_same_fields_as_json(self):
+        """The console rendering of a record shows every field of its JSON line."""
+        json_stream, console_stream = io.StringIO(), io.StringIO()
+        log = logging.getLogger("t.console")
+        log.propagate = False
+        try:
+            obslog.configure(service="shop", env="dev", stream=io.StringIO())
+            for fmt, stream in (("json", json_stream), ("console", console_stream)):
+                h = logging.StreamHandler(stream)
+                h.setFormatter(obslog.JsonFormatter() if fmt == "json" else obslog.ConsoleFormatter())
+                h.addFilter(obslog.ContextFilter())
+                log.addHandler(h)
+            with obslog.request_scope("GET", "/c", request_id="cons1"):
+                with obslog.timed("db_query"):
+                    pass
+                log.info("shown", extra={"order_count": 3})
+        finally:
+            for h in log.handlers[:]:
+                log.removeHandler(h)
+            log.propagate = True
+        (line,) = parse(json_stream)
+        text = console_stream.getvalue()
+        assert 1 == len(text.strip().splitlines())
+        for key in ("service", "env", "pid", "request_id", "method", "route", "order_count", "timings"):
+            assert f"{key}=" in text, key
+        for value in ("shown", "t.console", "info", "cons1", "/c", "db_query="):
+            assert value in text, value
+        assert line["timestamp"][:19] in text
+
+    def test_configure_console_with_exception(self):
+        """configure(fmt="console") renders structlog and stdlib lines, exceptions as a block."""
+        stream = io.StringIO()
+        obslog.configure(fmt="console", stream=stream)
+        log = logging.getLogger("t.console.exc")
+        try:
+            raise ValueError("bad value")
+        except ValueError:
+            log.exception("failed")
+        structlog.get_logger("t.console.sl").info("from structlog", k=1)
+        text = stream.getvalue()
+        assert "failed" in text
+        assert "Traceback" in text
+        assert "ValueError: bad value" in text
+        assert "from structlog" in text
+        assert "k=1" in text
+        assert "\x1b[" not in text  # not a terminal: no colours

@@ -1,0 +1,267 @@
+"""
+The structlog side: same schema as stdlib lines, exceptions, positional args, failing processors,
+disabled levels (obslog.processors).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+import structlog
+
+import obslog
+
+from obslog import _json
+from obslog.processors import BoundLogger, add_context, redact_secrets, render_to_stdlib
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch):
+    """Reset obslog, structlog, the JSON encoder and the root logger after each test."""
+    for var in ("OBSLOG_LEVEL", "OBSLOG_FORMAT", "OBSLOG_SERVICE"):
+        monkeypatch.delenv(var, raising=False)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    obslog.reset_defaults()
+    _json.use_orjson(_json.orjson is not None)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def parse(stream: io.StringIO) -> list[dict]:
+    return [json.loads(raw) for raw in stream.getvalue().splitlines()]
+
+
+@pytest.fixture(name="sio")
+def _sio() -> io.StringIO:
+    stream = io.StringIO()
+    obslog.configure(stream=stream, service="shop", env="test", version="1")
+    return stream
+
+
+def without_timestamp(line: dict) -> dict:
+    return {k: v for k, v in line.items() if k != "timestamp"}
+
+
+class TestSameSchema:
+    def test_same_keys_and_values_in_scope(self, sio):
+        """A structlog event and the same stdlib record give the same keys and values."""
+        with obslog.request_scope("GET", "/orders/{id}", trace_id="a" * 32, span_id="b" * 16):
+            with obslog.timed("db_query"):
+                pass
+            logging.getLogger("shop.orders").info("order listed", extra={"order_count": 3})
+            structlog.get_logger("shop.orders").info("order listed", order_count=3)
+        std, sl, _canonical = parse(sio)
+        assert set(std) == set(sl)
+        assert without_timestamp(std) == without_timestamp(sl)
+        assert [
+            "timestamp", "level", "logger", "event", "service", "env", "version", "pid", "request_id",
+            "trace_id", "span_id", "method", "route", "order_count", "timings",
+        ] == list(sl)
+
+    def test_same_keys_outside_scope(self, sio):
+        """Outside a scope both paths give the base schema only."""
+        logging.getLogger("t.same").warning("plain")
+        structlog.get_logger("t.same").warning("plain")
+        std, sl = parse(sio)
+        assert without_timestamp(std) == without_timestamp(sl)
+        assert {"timestamp", "level", "logger", "event", "service", "env", "version", "pid"} == set(sl)
+
+    @pytest.mark.parametrize("method", ["debug", "info", "warning", "error", "critical"])
+    def test_level_names(self, sio, method):
+        """Each structlog method gives the lower-case level name the stdlib path gives."""
+        obslog.configure(stream=sio, level="DEBUG")
+        getattr(logging.getLogger("t.lv"), method)("x")
+        getattr(structlog.get_logger("t.lv"), method)("x")
+        std, sl = parse(sio)
+        assert method == std["level"] == sl["level"]
+
+    def test_bound_values_and_contextvars(self, sio):
+        """Values bound on the logger or with structlog.contextvars appear as fields."""
+        structlog.contextvars.bind_contextvars(tenant="acme")
+        log = structlog.get_logger("t.bound").bind(user_id=7)
+        log.info("x", extra_key=1)
+        (line,) = parse(sio)
+        assert ("acme", 7, 1) == (line["tenant"], line["user_id"], line["extra_key"])
+
+    def test_keyword_cannot_overwrite_schema_fields(self, sio):
+        """Keywords named like schema fields never overwrite them; they become extra_<key>."""
+        with obslog.request_scope(request_id="real"):
+            structlog.get_logger("t.kw").info("x", request_id="evil", level="evil", logger="evil", pid=0)
+        line = parse(sio)[0]
+        assert ("real", "info", "t.kw", "evil") == (
+            line["request_id"], line["level"], line["logger"], line["extra_request_id"]
+        )
+        assert isinstance(line["pid"], int) and line["pid"] > 0
+
+    async def test_async_methods(self, sio):
+        """The async spellings (ainfo, awarning, ...) write the same line."""
+        await structlog.get_logger("t.async").ainfo("async", k=1)
+        (line,) = parse(sio)
+        assert ("async", 1, "info") == (line["event"], line["k"], line["level"])
+
+
+class TestExceptions:
+    def test_exception_method(self, sio):
+        """log.exception() inside except gives exc_type, exc_message and stack on one line."""
+        log = structlog.get_logger("t.exc")
+        try:
+            raise ValueError("bad value")
+        except ValueError:
+            log.exception("failed", order_id=1)
+        raw = sio.getvalue()
+        assert 1 == len(raw.splitlines())
+        (line,) = parse(sio)
+        assert ("error", "failed", "ValueError", "bad value", 1) == (
+            line["level"], line["event"], line["exc_type"], line["exc_message"], line["order_id"]
+        )
+        assert line["stack"].startswith("Traceback (most recent call last):")
+        assert line["stack"].endswith("ValueError: bad value")
+
+    def test_same_exception_fields_as_stdlib(self, sio):
+        """The stdlib and structlog exception lines have the same keys."""
+        try:
+            raise KeyError("k")
+        except KeyError:
+            logging.getLogger("t.exc2").exception("failed")
+            structlog.get_logger("t.exc2").exception("failed")
+        std, sl = parse(sio)
+        assert set(std) == set(sl)
+        assert std["exc_type"] == sl["exc_type"] == "KeyError"
+
+    def test_exc_info_keyword(self, sio):
+        """exc_info=<exception> on any method adds the exception fields."""
+        error = RuntimeError("later")
+        structlog.get_logger("t.exc3").warning("seen", exc_info=error)
+        (line,) = parse(sio)
+        assert ("warning", "RuntimeError", "later") == (line["level"], line["exc_type"], line["exc_message"])
+
+    def test_exception_outside_except(self, sio):
+        """log.exception() with no exception being handled writes the line without exception fields."""
+        structlog.get_logger("t.exc4").exception("nothing")
+        (line,) = parse(sio)
+        assert "nothing" == line["event"]
+        assert "exc_type" not in line
+
+
+class TestPositionalArgs:
+    def test_percent_args(self, sio):
+        """Positional args are %-formatted into the event, like stdlib."""
+        structlog.get_logger("t.args").info("hello %s, %d items", "bob", 3)
+        assert "hello bob, 3 items" == parse(sio)[0]["event"]
+
+    def test_bad_args_degrade(self, sio):
+        """Args that do not fit the format string never raise; a degraded line is written and counted."""
+        before = obslog.stats()["render_errors"]
+        structlog.get_logger("t.args2").info("%d items", "not a number")
+        (line,) = parse(sio)
+        assert 1 == obslog.stats()["render_errors"] - before
+        assert "obslog_error" in line
+        assert ("info", "t.args2", "shop") == (line["level"], line["logger"], line["service"])
+
+
+class TestFailingProcessor:
+    def test_failing_processor_never_raises(self, sio):
+        """A processor that raises does not reach the app; the event is written degraded and counted."""
+
+        def broken(logger, method_name, event_dict):
+            raise RuntimeError("processor bug")
+
+        structlog.configure(processors=[broken, render_to_stdlib])
+        before = obslog.stats()["render_errors"]
+        with obslog.request_scope(request_id="rid"):
+            result = structlog.get_logger("t.broken").info("kept anyway", k=1)
+        assert None is result
+        line = parse(sio)[0]
+        assert 1 == obslog.stats()["render_errors"] - before
+        assert ("kept anyway", "info", "t.broken") == (line["event"], line["level"], line["logger"])
+        assert "RuntimeError: processor bug" == line["obslog_error"]
+
+    def test_drop_event(self, sio):
+        """A processor raising structlog.DropEvent drops the event silently, not counted as an error."""
+
+        def drop(logger, method_name, event_dict):
+            raise structlog.DropEvent
+
+        structlog.configure(processors=[drop, render_to_stdlib])
+        before = obslog.stats()["render_errors"]
+        structlog.get_logger("t.drop").info("gone")
+        assert [] == parse(sio)
+        assert before == obslog.stats()["render_errors"]
+
+    def test_unrenderable_event(self, sio):
+        """An event object whose __str__ raises still gives a line."""
+
+        class Bad:
+            def __str__(self):
+                raise ValueError("no str")
+
+            def __repr__(self):
+                return "<Bad>"
+
+        structlog.get_logger("t.badevent").info(Bad())
+        (line,) = parse(sio)
+        assert "<Bad>" == line["event"]
+
+    def test_custom_chain_with_add_context(self, sio):
+        """add_context and redact_secrets compose with structlog's own renderer."""
+        out = io.StringIO()
+        log = structlog.wrap_logger(
+            structlog.PrintLogger(out),
+            processors=[add_context, redact_secrets, structlog.processors.JSONRenderer()],
+            wrapper_class=structlog.BoundLogger,
+        )
+        with obslog.request_scope(request_id="rid2"):
+            with obslog.timed("db_query"):
+                pass
+            log.info("custom", password="p", nested={"token": "t"})
+        line = json.loads(out.getvalue())
+        assert ("rid2", "[REDACTED]", {"token": "[REDACTED]"}) == (
+            line["request_id"], line["password"], line["nested"]
+        )
+        assert 1 == line["timings"]["db_query"]["count"]
+
+
+class TestDisabledLevels:
+    def test_disabled_levels_write_nothing_and_skip_processors(self, sio):
+        """Calls below the stdlib level write nothing and run no processor."""
+        calls = []
+
+        def spy(logger, method_name, event_dict):
+            calls.append(method_name)
+            return event_dict
+
+        obslog.configure(stream=sio, level="WARNING")
+        structlog.configure(processors=[spy, render_to_stdlib])
+        log = structlog.get_logger("t.disabled")
+        log.debug("no")
+        log.info("no")
+        log.warning("yes")
+        assert ["yes"] == [line["event"] for line in parse(sio)]
+        assert ["warning"] == calls
+
+    def test_logger_level_respected(self, sio):
+        """A per-logger stdlib level applies to structlog loggers of that name."""
+        logging.getLogger("t.quiet").setLevel(logging.ERROR)
+        structlog.get_logger("t.quiet").warning("no")
+        structlog.get_logger("t.quiet").error("yes")
+        assert ["yes"] == [line["event"] for line in parse(sio)]
+
+    def test_log_with_numeric_level(self, sio):
+        """log(level, ...) maps a numeric level to the method of that level."""
+        log = structlog.get_logger("t.num")
+        log.log(logging.DEBUG, "no")
+        log.log(logging.ERROR, "yes")
+        (line,) = parse(sio)
+        assert ("yes", "error") == (line["event"], line["level"])
+
+    def test_wrapper_is_obslog_bound_logger(self, sio):
+        """configure() makes structlog loggers obslog BoundLoggers."""
+        log = structlog.get_logger("t.wrapper").bind()
+        assert isinstance(log, BoundLogger)
