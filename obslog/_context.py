@@ -525,7 +525,7 @@ class timed:  # noqa: N801 - used like a function: ``with timed("db_query"):``
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("_scope", "_start", "name")
+    __slots__ = ("_busy", "_more", "_scope", "_start", "name")
 
     def __init__(self, name: str) -> None:
         if name.__class__ is not str or name not in _valid_names:
@@ -533,9 +533,20 @@ class timed:  # noqa: N801 - used like a function: ``with timed("db_query"):``
         self.name = name
         self._scope: Scope | None = None
         self._start = 0.0
+        self._busy = False
+        # Uses of this instance that overlap the first one (a module-level timer shared by
+        # concurrent tasks): (scope, start) pairs.
+        self._more: list[tuple[Scope | None, float]] | None = None
 
     def __enter__(self) -> timed:
-        s = self._scope = _CURRENT.get()
+        s = _CURRENT.get()
+        if self._busy:
+            if self._more is None:
+                self._more = []
+            self._more.append((s, perf_counter()))
+            return self
+        self._busy = True
+        self._scope = s
         if s is not None:
             self._start = perf_counter()
         return self
@@ -546,17 +557,37 @@ class timed:  # noqa: N801 - used like a function: ``with timed("db_query"):``
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        s = self._scope
+        end = perf_counter()
+        if self._more:
+            s, start = self._pop_overlapping()
+        else:
+            s, start = self._scope, self._start
+            self._busy = False
+            self._scope = None
         if s is None:
             return
-        ms = (perf_counter() - self._start) * 1000.0
+        ms = (end - start) * 1000.0
         if ms < 0.0:  # time can go backwards on some platforms
             ms = 0.0
-        self._scope = None
         pending = s._pending
         pending.append((self.name, ms))
         if len(pending) > _MAX_PENDING:
             s._fold()
+
+    def _pop_overlapping(self) -> tuple[Scope | None, float]:
+        # Pair this exit with a use entered in the same scope.  Within one scope which start goes
+        # with which end does not matter: count and total come out the same.
+        more = self._more
+        assert more  # noqa: S101 - only called when there are overlapping uses
+        current = _CURRENT.get()
+        if self._scope is current:
+            found = self._scope, self._start
+            self._scope, self._start = more.pop()
+            return found
+        for index in range(len(more) - 1, -1, -1):
+            if more[index][0] is current:
+                return more.pop(index)
+        return more.pop()
 
     async def __aenter__(self) -> timed:
         return self.__enter__()

@@ -12,9 +12,11 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import random
 import re
 import signal
+import sys
 import threading
 import time
 
@@ -71,6 +73,8 @@ class _Shop:
         for _ in range(2):
             with obslog.timed("db_query"):
                 self._pause(1, 6)
+                if self._chance(0.04):
+                    raise TimeoutError("database statement timeout")
         log.info("orders listed", extra={"order_count": 25})
         return 200, {"orders": 25}
 
@@ -217,13 +221,20 @@ def _one_request(port: int, rng: random.Random, lock: threading.Lock) -> int:
         conn.close()
 
 
-def drive(port: int, requests: int | None, concurrency: int = 4, seed: int | None = None, rate: float | None = None) -> int:
-    """Send *requests* requests (``None``: until interrupted) to the demo; return how many were sent."""
+def drive(
+    port: int,
+    requests: int | None,
+    concurrency: int = 4,
+    seed: int | None = None,
+    rate: float | None = None,
+    stop: threading.Event | None = None,
+) -> int:
+    """Send *requests* requests (``None``: until interrupted or *stop* is set); return the count."""
     rng = random.Random(seed)
     lock = threading.Lock()
     sent = 0
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        while requests is None or sent < requests:
+        while (requests is None or sent < requests) and not (stop and stop.is_set()):
             batch = concurrency if requests is None else min(concurrency, requests - sent)
             list(pool.map(lambda _: _one_request(port, rng, lock), range(batch)))
             sent += batch
@@ -282,7 +293,18 @@ def run(
     hold: bool = False,
 ) -> int:
     """Configure obslog, serve the demo shop, drive *requests* requests through it; return 0."""
-    obslog.configure(service=service, env="demo", version=obslog.__version__, fmt=fmt)
+    handler = obslog.configure(service=service, env="demo", version=obslog.__version__, fmt=fmt)
+    stop = threading.Event()
+
+    def on_error(record: logging.LogRecord) -> None:
+        # `obslog demo | head`: the reader is gone; stop quietly instead of a traceback per line.
+        if isinstance(sys.exc_info()[1], BrokenPipeError):
+            stop.set()
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        else:
+            logging.Handler.handleError(handler, record)
+
+    handler.handleError = on_error  # type: ignore[method-assign]
     server = DemoServer(port=port, seed=seed)
     close_tiers = _serve_tiers(server)
     if threading.current_thread() is threading.main_thread():
@@ -292,8 +314,15 @@ def run(
     thread.start()
     log.info("demo serving", extra={"port": server.port, "requests": requests})
     try:
-        drive(server.port, requests, concurrency=concurrency, seed=seed, rate=None if requests else 20.0)
-        if hold:
+        drive(
+            server.port,
+            requests,
+            concurrency=concurrency,
+            seed=seed,
+            rate=None if requests else 20.0,
+            stop=stop,
+        )
+        if hold and not stop.is_set():
             log.info("demo holding", extra={"port": server.port})
             thread.join()
     except KeyboardInterrupt:

@@ -9,8 +9,12 @@ neither can encode directly (lone surrogates, cycles, absurd depth, non-string k
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
 import json
 import math
+import uuid
 
 from typing import Any
 
@@ -27,6 +31,15 @@ _SAFE_SCALARS = (str, int, float, bool, type(None))
 
 
 def _default(obj: Any) -> Any:
+    # The types orjson encodes natively, encoded the same way here.
+    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
+        return obj.isoformat()
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj).decode("utf-8", "backslashreplace")
     if isinstance(obj, (set, frozenset)):

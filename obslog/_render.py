@@ -62,7 +62,9 @@ def format_timestamp(created: float) -> str:
         # Threads may race here; each computes the same prefix for the same second.
         _ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _ts_second = second
-    return "%s.%06dZ" % (_ts_prefix, (created - second) * 1e6)  # noqa: UP031 - fastest here
+    # Round to the microsecond (float seconds lose the last digit), never up into the next second.
+    micros = (created - second) * 1e6 + 0.5
+    return "%s.%06dZ" % (_ts_prefix, micros if micros < 999999.0 else 999999)  # noqa: UP031
 
 
 def _safe_str(value: object) -> str:

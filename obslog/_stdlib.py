@@ -64,7 +64,7 @@ class JsonFormatter(BaseJsonFormatter):
 
     A python-json-logger formatter: *fmt* names extra record attributes to include, and
     ``rename_fields``, ``static_fields``, ``defaults``, ``prefix`` and ``reserved_attrs`` work as
-    there.  Rendering never raises: a record that cannot be rendered is written as a degraded line
+    there.  Creating one installs :class:`ObslogLogger` as the logger class.  Rendering never raises: a record that cannot be rendered is written as a degraded line
     with an ``obslog_error`` field and counted in ``obslog.stats()["render_errors"]``.
 
     .. versionadded:: 0.1.0
@@ -74,6 +74,9 @@ class JsonFormatter(BaseJsonFormatter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # A hand-written dictConfig never calls obslog.configure(); make ``extra`` keys that clash
+        # with LogRecord attributes safe here too (the stdlib would raise KeyError into the app).
+        install_logger_class()
         self._skip = frozenset(self.reserved_attrs) | _LOG_RECORD_KEYS | frozenset(RESERVED_ATTRS)
         self._wanted = [f for f in self._required_fields if f not in ("message", "asctime")]
         self._asctime = "asctime" in self._required_fields

@@ -313,11 +313,6 @@ class TestTimed:
             def work():  # pragma: no cover - never defined
                 pass
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a timed instance keeps its scope and start time on itself, so one instance shared "
-        "by overlapping uses (a module-level timer in concurrent tasks) mixes them up",
-    )
     async def test_shared_instance_in_concurrent_tasks(self, out):
         """One timed instance used by two overlapping tasks records one call in each task's scope."""
         shared = obslog.timed("db_query")

@@ -336,10 +336,6 @@ class TestEncoders:
         assert fast == slow
         assert "msg é" == json.loads(fast)["event"]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="orjson encodes datetime/UUID natively (isoformat); the stdlib fallback writes their repr",
-    )
     def test_datetime_and_uuid_same_with_and_without_orjson(self):
         """datetime and UUID values render the same with orjson and with the standard library."""
         import uuid

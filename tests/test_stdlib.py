@@ -340,11 +340,6 @@ class TestExtraCollisions:
         assert ("one", "tuple") == (keys["1"], keys["('a', 'b')"])
         assert "not a mapping" == odd["event"]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="without configure()/dict_config() ObslogLogger is never installed, so the stdlib's "
-        "makeRecord raises KeyError for extra={'name': ...} under a hand-written dictConfig",
-    )
     def test_record_attribute_key_with_hand_written_dict(self):
         """In a fresh process set up only by a hand-written dict, a clashing extra key does not crash."""
         code = (

@@ -1,0 +1,191 @@
+"""
+ASGI middleware: one request scope and one canonical ``request`` line per HTTP request.
+
+Pure ASGI (no ``BaseHTTPMiddleware``), so streaming, background tasks and
+cancellation behave exactly as without it.  Works with any ASGI app;
+Starlette and FastAPI also give the route template.
+
+    from fastapi import FastAPI
+    from obslog.asgi import ObslogMiddleware
+
+    app = FastAPI()
+    ...
+    application = ObslogMiddleware(app)   # serve this: uvicorn main:application
+
+Wrapping the whole app (rather than ``app.add_middleware``) puts the scope
+around Starlette's ``ServerErrorMiddleware``, so the lines written by the
+500 handler carry the request's ids too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from obslog._context import request_scope
+from obslog._http import (
+    DEFAULT_REQUEST_ID_HEADER,
+    UNMATCHED_ROUTE,
+    check_header_name,
+    close_scope,
+    mark_cancelled,
+    resolve_ids,
+    silence_access_logs,
+)
+
+
+__all__ = ["ObslogMiddleware", "silence_access_logs"]
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+
+class _Exchange:
+    """What the middleware saw of one request/response exchange."""
+
+    __slots__ = ("complete", "disconnected", "gone_status", "started", "status")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.started = False
+        self.complete = False
+        # Set only when the client left before the response was complete.
+        self.disconnected = False
+        self.gone_status: int | None = None
+
+    def client_gone(self) -> None:
+        """Record that the client disconnected before the response was complete."""
+        if not self.disconnected and not self.complete:
+            self.disconnected = True
+            self.gone_status = self.status
+
+
+class ObslogMiddleware:
+    """
+    Open :func:`obslog.request_scope` around every HTTP request of an ASGI app.
+
+    Per request: the request id comes from the *request_id_header* if valid
+    (else a new one), trace ids from the active OpenTelemetry span or a valid
+    ``traceparent``; the route is Starlette's matched route template
+    (``scope["route"]``), or ``"<unmatched>"``.  The canonical line is written
+    when the app returns, after the last body byte was sent (and after
+    Starlette background tasks, which run inside the scope).  A client that
+    disconnects before the response completed, and a cancelled request, end
+    with ``outcome="cancelled"``; an exception with ``status=500`` and the
+    exception fields.  ``websocket`` and ``lifespan`` pass through untouched.
+
+    Args:
+        app: The ASGI application.
+        request_id_header: Header to read the request id from and echo it in.
+        echo_request_id: Add the request id to the response headers.
+        reraise: Re-raise an exception even after a complete response was
+            sent.  By default such an exception (Starlette sends its 500
+            first, then re-raises) ends at this middleware: it is on the
+            canonical line, and the server does not log it a second time
+            without the request's ids.  An exception before the response
+            started always propagates, so outer handlers still answer.
+
+    Raises:
+        ValueError: *request_id_header* is not a valid header name.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ("_echo", "_header", "_header_bytes", "_reraise", "app")
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        request_id_header: str = DEFAULT_REQUEST_ID_HEADER,
+        echo_request_id: bool = True,
+        reraise: bool = False,
+    ) -> None:
+        self.app = app
+        self._header = check_header_name(request_id_header)
+        self._header_bytes = request_id_header.lower().encode("ascii")
+        self._echo = echo_request_id
+        self._reraise = reraise
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection (only ``http`` ones are instrumented)."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = traceparent = None
+        for name, value in scope.get("headers") or ():
+            if name == self._header_bytes and request_id is None:
+                request_id = value
+            elif name == b"traceparent" and traceparent is None:
+                traceparent = value
+        ids = resolve_ids(request_id, traceparent)
+        root_path = scope.get("root_path", "")
+        exchange = _Exchange()
+        echo = (self._header_bytes, ids.request_id.encode("ascii"))
+
+        async def receive_wrapper() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                exchange.client_gone()
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                exchange.status = message["status"]
+                exchange.started = True
+                if self._echo:
+                    message = dict(message)
+                    message["headers"] = [
+                        *(h for h in message.get("headers", ()) if h[0].lower() != echo[0]),
+                        echo,
+                    ]
+            elif kind == "http.response.body" and not message.get("more_body"):
+                exchange.complete = True
+            try:
+                await send(message)
+            except OSError:
+                # Servers implementing ASGI spec 2.4 raise on a gone client.
+                exchange.client_gone()
+                raise
+
+        try:
+            async with request_scope(
+                method=scope.get("method"), route=None, **ids.scope_fields()
+            ) as req:
+                try:
+                    await self.app(scope, receive_wrapper, send_wrapper)
+                except BaseException as exc:
+                    req.bind(route=_route_template(scope, root_path))
+                    if exchange.disconnected:
+                        mark_cancelled(req, exchange.gone_status)
+                    else:
+                        close_scope(req, exc, exchange.status, started=exchange.started)
+                    raise
+                req.bind(route=_route_template(scope, root_path))
+                if exchange.disconnected:
+                    mark_cancelled(req, exchange.gone_status)
+                else:
+                    close_scope(req, None, exchange.status, started=exchange.started)
+        except Exception:
+            if self._reraise or not (exchange.complete or exchange.disconnected):
+                raise
+
+
+def _route_template(scope: MutableMapping[str, Any], root_path: str) -> str:
+    """Return the matched route's template (with mount prefixes), or the unmatched value."""
+    route = scope.get("route")
+    if route is None:
+        return UNMATCHED_ROUTE
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not isinstance(path, str):
+        return UNMATCHED_ROUTE
+    current_root = scope.get("root_path", "")
+    prefix = current_root[len(root_path) :] if current_root.startswith(root_path) else ""
+    if hasattr(route, "routes") and hasattr(route, "app"):
+        # A Mount whose app is not a router (static files, a foreign ASGI app):
+        # Starlette leaves the Mount itself in scope["route"].
+        return (prefix or path).rstrip("/") + "/{path}"
+    return prefix.rstrip("/") + path if prefix else path

@@ -1,0 +1,484 @@
+"""obslog.asgi: Starlette and FastAPI served by a real uvicorn over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+import uvicorn
+
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.routing import Mount, Route
+
+import obslog
+
+from obslog._http import ACCESS_LOGGERS, UNMATCHED_ROUTE
+from obslog.asgi import ObslogMiddleware
+
+
+log = logging.getLogger("shop")
+
+
+@pytest.fixture(name="lines")
+def _lines():
+    """Configure obslog to write JSON lines into a buffer; yield a reader of parsed lines."""
+    sio = io.StringIO()
+    obslog.configure(stream=sio, level="INFO")
+    saved = {}
+    for name in ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.level, logger.propagate, logger.handlers[:])
+    # uvicorn's access_log=False stops propagation for the whole process; start each test clean.
+    logging.getLogger("uvicorn.access").propagate = True
+
+    def read() -> list[dict]:
+        return [json.loads(line) for line in sio.getvalue().splitlines() if line]
+
+    yield read
+    obslog.reset_defaults()
+    for name, (level, propagate, handlers) in saved.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.handlers[:] = handlers
+
+
+def canonical(lines: list[dict]) -> list[dict]:
+    """Return the canonical request lines."""
+    return [line for line in lines if line["event"] == "request" and line["logger"] == "obslog"]
+
+
+def wait_for(read, predicate, timeout: float = 5.0) -> list[dict]:
+    """Poll *read* until *predicate(lines)* holds (the server writes from its own thread)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = read()
+        if predicate(lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
+
+
+class UvicornThread:
+    """A real uvicorn server on 127.0.0.1, port 0, in a background thread."""
+
+    def __init__(self, app, **options) -> None:
+        options.setdefault("access_log", False)
+        options.setdefault("lifespan", "auto")
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, **options)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc_info) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def make_fastapi() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/orders/{order_id}")
+    async def get_order(order_id: int):
+        with obslog.timed("db_query"):
+            await asyncio.sleep(0.001)
+        log.info("order read")
+        return {"id": order_id}
+
+    @app.get("/sync")
+    def sync_endpoint():
+        log.info("in threadpool")
+        return {"ok": True}
+
+    return app
+
+
+def make_starlette(events: dict) -> Starlette:
+    async def boom(request: Request):
+        raise RuntimeError("kaboom 42")
+
+    async def on_error(request: Request, exc: Exception):
+        log.error("500 handler ran")
+        return PlainTextResponse("sorry", status_code=500)
+
+    async def stream(request: Request):
+        async def body():
+            for i in range(3):
+                await asyncio.sleep(0.1)
+                yield b"chunk%d\n" % i
+            log.info("last chunk produced")
+
+        return StreamingResponse(body())
+
+    async def forever(request: Request):
+        async def body():
+            try:
+                while True:
+                    yield b"x" * 1024
+                    await asyncio.sleep(0.01)
+            finally:
+                events["forever_closed"] = True
+
+        return StreamingResponse(body())
+
+    async def with_background(request: Request):
+        async def work():
+            with obslog.timed("send_mail"):
+                await asyncio.sleep(0.01)
+            log.info("background task ran")
+
+        return PlainTextResponse("queued", background=BackgroundTask(work))
+
+    async def fire_and_forget(request: Request):
+        async def later():
+            await asyncio.sleep(0.2)
+            log.info("detached task ran")
+
+        events["task"] = asyncio.get_running_loop().create_task(later())
+        return PlainTextResponse("started")
+
+    async def wait_disconnect(request: Request):
+        while not await request.is_disconnected():
+            await asyncio.sleep(0.01)
+        return PlainTextResponse("never delivered")
+
+    async def cancelled(request: Request):
+        asyncio.current_task().cancel()
+        await asyncio.sleep(1)
+
+    async def sub(request: Request):
+        return PlainTextResponse("sub")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        events["lifespan_started"] = True
+        yield
+
+    return Starlette(
+        routes=[
+            Route("/boom", boom),
+            Route("/stream", stream),
+            Route("/forever", forever),
+            Route("/background", with_background),
+            Route("/detached", fire_and_forget),
+            Route("/wait-disconnect", wait_disconnect),
+            Route("/cancelled", cancelled),
+            Mount("/api", routes=[Route("/items/{item_id:int}", sub)]),
+        ],
+        exception_handlers={Exception: on_error},
+        lifespan=lifespan,
+    )
+
+
+class TestFastAPI:
+    """FastAPI served by uvicorn, wrapped by ObslogMiddleware."""
+
+    def test_one_canonical_line_with_route_template(self, lines):
+        """A request gives one `request` line: route template, status, timings, echoed id."""
+        with UvicornThread(ObslogMiddleware(make_fastapi())) as base:
+            response = httpx.get(f"{base}/orders/42")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        assert 200 == response.status_code
+        assert line["request_id"] == response.headers["X-Request-ID"]
+        assert 32 == len(line["request_id"])
+        assert ("GET", "/orders/{order_id}", 200, "ok") == (
+            line["method"],
+            line["route"],
+            line["status"],
+            line["outcome"],
+        )
+        assert 1 == line["timings"]["db_query"]["count"]
+        assert 1 == line["sample_rate"]
+        assert isinstance(line["duration_ms"], float)
+        (app_line,) = [r for r in records if r["event"] == "order read"]
+        assert line["request_id"] == app_line["request_id"]
+
+    def test_valid_incoming_id_is_kept_and_echoed(self, lines):
+        """A valid X-Request-ID is used for the scope and echoed unchanged."""
+        incoming = str(uuid.uuid4())
+        with UvicornThread(ObslogMiddleware(make_fastapi())) as base:
+            response = httpx.get(f"{base}/orders/1", headers={"X-Request-ID": incoming})
+        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        assert incoming == response.headers["x-request-id"]
+        assert incoming == line["request_id"]
+
+    def test_configurable_header(self, lines):
+        """request_id_header picks another header, read and echoed."""
+        app = ObslogMiddleware(make_fastapi(), request_id_header="X-Correlation-ID")
+        with UvicornThread(app) as base:
+            response = httpx.get(f"{base}/orders/1", headers={"X-Correlation-ID": "abc-123"})
+        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        assert "abc-123" == response.headers["x-correlation-id"]
+        assert "abc-123" == line["request_id"]
+        assert "x-request-id" not in response.headers
+
+    def test_sync_endpoint_runs_in_scope(self, lines):
+        """A sync endpoint runs in Starlette's threadpool, which copies the request's context."""
+        with UvicornThread(ObslogMiddleware(make_fastapi())) as base:
+            response = httpx.get(f"{base}/sync")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        (thread_line,) = [r for r in records if r["event"] == "in threadpool"]
+        assert response.headers["x-request-id"] == thread_line["request_id"]
+
+    def test_unmatched_paths_share_one_route(self, lines):
+        """Many distinct unknown paths all log the same bounded route value."""
+        with UvicornThread(ObslogMiddleware(make_fastapi())) as base, httpx.Client() as client:
+            statuses = {
+                client.get(f"{base}/scan/{uuid.uuid4().hex}").status_code for _ in range(50)
+            }
+        records = wait_for(lines, lambda ls: len(canonical(ls)) == 50)
+        assert {404} == statuses
+        assert {UNMATCHED_ROUTE} == {line["route"] for line in canonical(records)}
+        assert 50 == len({line["request_id"] for line in canonical(records)})
+
+    def test_traceparent_gives_trace_ids(self, lines):
+        """A valid traceparent header sets trace_id/span_id on the canonical line."""
+        trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+        with UvicornThread(ObslogMiddleware(make_fastapi())) as base:
+            httpx.get(f"{base}/orders/1", headers={"traceparent": f"00-{trace}-{span}-01"})
+        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        assert (trace, span) == (line["trace_id"], line["span_id"])
+
+
+class TestAddMiddleware:
+    """ObslogMiddleware added with app.add_middleware (inside Starlette's error middleware)."""
+
+    def test_exception_still_gives_one_500_line(self, lines):
+        """The exception passes through the scope before Starlette answers 500: one line with
+        status 500 and the exception; the response is the app's own 500."""
+        app = make_fastapi()
+
+        @app.get("/boom")
+        async def boom():
+            raise KeyError("missing")
+
+        app.add_middleware(ObslogMiddleware)
+        with UvicornThread(app) as base:
+            response = httpx.get(f"{base}/boom")
+        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        assert 500 == response.status_code
+        assert (500, "error", "KeyError", "/boom") == (
+            line["status"],
+            line["outcome"],
+            line["exc_type"],
+            line["route"],
+        )
+
+
+class TestStarlette:
+    """Starlette served by uvicorn: errors, streaming, disconnects, background work."""
+
+    def test_exception_gives_500_line_with_exc_fields(self, lines):
+        """An exception ends with status 500, outcome error and the structured exception."""
+        events: dict = {}
+        with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
+            response = httpx.get(f"{base}/boom")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        assert 500 == response.status_code
+        assert (500, "error", "error") == (line["status"], line["outcome"], line["level"])
+        assert ("RuntimeError", "kaboom 42") == (line["exc_type"], line["exc_message"])
+        assert "kaboom 42" in line["stack"]
+        assert "/boom" == line["route"]
+
+    def test_framework_500_handler_lines_carry_ids(self, lines):
+        """The app's 500 handler runs inside the scope; the server logs no id-less duplicate."""
+        events: dict = {}
+        with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
+            response = httpx.get(f"{base}/boom")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        (handler_line,) = [r for r in records if r["event"] == "500 handler ran"]
+        assert response.headers["x-request-id"] == handler_line["request_id"]
+        assert [] == [r for r in records if r["logger"] == "uvicorn.error" and "exc_type" in r]
+
+    def test_reraise_hands_the_exception_to_the_server(self, lines):
+        """With reraise=True the server also sees the exception (and logs it itself)."""
+        events: dict = {}
+        app = ObslogMiddleware(make_starlette(events), reraise=True)
+        with UvicornThread(app) as base:
+            httpx.get(f"{base}/boom")
+        records = wait_for(
+            lines, lambda ls: any("exc_type" in r for r in ls if r["logger"] == "uvicorn.error")
+        )
+        assert 1 == len(canonical(records))
+        assert any(
+            r.get("exc_type") == "RuntimeError" for r in records if r["logger"] == "uvicorn.error"
+        )
+
+    def test_streaming_is_timed_to_the_last_byte(self, lines):
+        """A streamed body is timed to its last chunk; lines written while streaming carry ids."""
+        events: dict = {}
+        with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
+            response = httpx.get(f"{base}/stream")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        (last_chunk,) = [r for r in records if r["event"] == "last chunk produced"]
+        assert b"chunk0\nchunk1\nchunk2\n" == response.content
+        assert line["duration_ms"] >= 300.0  # three chunks, 100 ms apart
+        assert line["request_id"] == last_chunk["request_id"]
+        assert records.index(last_chunk) < records.index(line)
+
+    def test_disconnect_mid_stream_is_cancelled(self, lines):
+        """A client leaving an endless stream ends the request with outcome cancelled."""
+        events: dict = {}
+        with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
+            with httpx.stream("GET", f"{base}/forever") as response:
+                next(response.iter_bytes())
+            records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        assert (200, "cancelled", "warning") == (line["status"], line["outcome"], line["level"])
+        assert events.get("forever_closed") is True
+
+    def test_disconnect_before_response_is_cancelled_499(self, lines):
+        """A handler that notices the client left logs cancelled with status 499."""
+        events: dict = {}
+        with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
+            port = int(base.rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"GET /wait-disconnect HTTP/1.1\r\nHost: x\r\n\r\n")
+                time.sleep(0.2)
+            records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        assert (499, "cancelled", "/wait-disconnect") == (
+            line["status"],
+            line["outcome"],
+            line["route"],
+        )
+
+    def test_cancelled_handler_is_cancelled(self, lines):
+        """A request task cancelled inside the app ends with outcome cancelled."""
+        events: dict = {}
+        with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
+            httpx.get(f"{base}/cancelled")
+            records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        assert ("cancelled", 499) == (line["outcome"], line["status"])
+
+    def test_mount_prefix_is_part_of_the_route(self, lines):
+        """A route inside a Mount logs the mount prefix plus the inner template."""
+        events: dict = {}
+        with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
+            httpx.get(f"{base}/api/items/7")
+        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        assert "/api/items/{item_id}" == line["route"]
+
+    def test_background_tasks_run_inside_the_scope(self, lines):
+        """Starlette BackgroundTasks carry the request id and their timers reach the line."""
+        events: dict = {}
+        with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
+            response = httpx.get(f"{base}/background")
+            records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        (bg,) = [r for r in records if r["event"] == "background task ran"]
+        assert response.headers["x-request-id"] == bg["request_id"] == line["request_id"]
+        assert 1 == line["timings"]["send_mail"]["count"]
+        assert records.index(bg) < records.index(line)
+
+    def test_detached_task_keeps_the_request_id(self, lines):
+        """asyncio.create_task copies the context: a task outliving the request logs its id."""
+        events: dict = {}
+        with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
+            response = httpx.get(f"{base}/detached")
+            records = wait_for(lines, lambda ls: any(r["event"] == "detached task ran" for r in ls))
+        (line,) = canonical(records)
+        (late,) = [r for r in records if r["event"] == "detached task ran"]
+        assert response.headers["x-request-id"] == late["request_id"] == line["request_id"]
+        assert records.index(line) < records.index(late)
+
+    def test_lifespan_passes_through(self, lines):
+        """Lifespan events reach the app (startup ran) and produce no request line."""
+        events: dict = {}
+        with UvicornThread(ObslogMiddleware(make_starlette(events)), lifespan="on"):
+            pass
+        assert events.get("lifespan_started") is True
+        assert [] == canonical(lines())
+
+
+class TestPassThrough:
+    """Non-HTTP connections are handed to the app untouched."""
+
+    async def test_websocket_scope_receive_send_are_untouched(self, lines):
+        """A websocket connection reaches the app with the very same scope, receive and send."""
+        seen = {}
+
+        async def app(scope, receive, send):
+            seen.update(scope=scope, receive=receive, send=send)
+
+        async def receive():
+            return {"type": "websocket.connect"}
+
+        async def send(message):
+            return None
+
+        scope = {"type": "websocket", "path": "/ws", "headers": []}
+        await ObslogMiddleware(app)(scope, receive, send)
+        assert (scope, receive, send) == (seen["scope"], seen["receive"], seen["send"])
+        assert seen["scope"] is scope
+        assert [] == canonical(lines())
+
+    def test_invalid_header_name_is_rejected(self):
+        """A header name with spaces or separators raises ValueError at construction."""
+        with pytest.raises(ValueError, match="invalid header name"):
+            ObslogMiddleware(make_fastapi(), request_id_header="X Request ID")
+
+
+class TestAccessLogs:
+    """One line per request: uvicorn's own access log is off or muted."""
+
+    def test_access_log_false_writes_no_access_line(self, lines):
+        """uvicorn with access_log=False writes only the canonical line."""
+        with UvicornThread(ObslogMiddleware(make_fastapi()), access_log=False) as base:
+            httpx.get(f"{base}/orders/1")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        assert [] == [r for r in records if r["logger"] == "uvicorn.access"]
+
+    def test_default_access_log_doubles_lines(self, lines):
+        """Control: uvicorn's default access log adds a second line per request."""
+        with UvicornThread(ObslogMiddleware(make_fastapi()), access_log=True) as base:
+            httpx.get(f"{base}/orders/1")
+        records = wait_for(lines, lambda ls: any(r["logger"] == "uvicorn.access" for r in ls))
+        assert 1 == len([r for r in records if r["logger"] == "uvicorn.access"])
+
+    def test_silence_access_logs_mutes_uvicorn(self, lines):
+        """silence_access_logs() mutes uvicorn.access even when the server writes it."""
+        obslog.asgi.silence_access_logs()
+        with UvicornThread(ObslogMiddleware(make_fastapi()), access_log=True) as base:
+            httpx.get(f"{base}/orders/1")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        assert 1 == len(canonical(records))
+        assert [] == [r for r in records if r["logger"] == "uvicorn.access"]
+
+    def test_json_response_passes_through(self, lines):
+        """Body and app headers pass unchanged; the echoed id replaces an app-set one."""
+
+        async def endpoint(request: Request):
+            return JSONResponse({"a": 1}, headers={"X-App": "1", "X-Request-ID": "from-app"})
+
+        app = Starlette(routes=[Route("/j", endpoint)])
+        with UvicornThread(ObslogMiddleware(app)) as base:
+            response = httpx.get(f"{base}/j")
+        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        assert ({"a": 1}, "1") == (response.json(), response.headers["x-app"])
+        assert [line["request_id"]] == response.headers.get_list("x-request-id")

@@ -1,0 +1,344 @@
+"""obslog.wsgi and obslog.flask: Flask and plain WSGI apps on real WSGI servers over loopback."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import httpx
+import pytest
+
+from flask import Flask, Response, stream_with_context
+from werkzeug.serving import make_server
+
+import obslog
+import obslog.flask
+
+from obslog._http import ACCESS_LOGGERS, UNMATCHED_ROUTE
+from obslog.wsgi import ObslogMiddleware
+
+
+log = logging.getLogger("shop")
+
+
+@pytest.fixture(name="lines")
+def _lines():
+    """Configure obslog to write JSON lines into a buffer; yield a reader of parsed lines."""
+    sio = io.StringIO()
+    obslog.configure(stream=sio, level="INFO")
+    saved = {name: logging.getLogger(name).level for name in ACCESS_LOGGERS}
+
+    def read() -> list[dict]:
+        return [json.loads(line) for line in sio.getvalue().splitlines() if line]
+
+    yield read
+    obslog.reset_defaults()
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def canonical(lines: list[dict]) -> list[dict]:
+    """Return the canonical request lines."""
+    return [line for line in lines if line["event"] == "request" and line["logger"] == "obslog"]
+
+
+def wait_for(read, predicate, timeout: float = 5.0) -> list[dict]:
+    """Poll *read* until *predicate(lines)* holds (the server writes from its own thread)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = read()
+        if predicate(lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
+
+
+class WerkzeugThread:
+    """werkzeug's threaded WSGI server on 127.0.0.1, port 0, in a background thread."""
+
+    def __init__(self, app) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def __exit__(self, *exc_info) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def make_flask(events: dict) -> Flask:
+    app = Flask("shop_app")
+
+    @app.get("/orders/<int:order_id>")
+    def get_order(order_id: int):
+        with obslog.timed("db_query"):
+            time.sleep(0.001)
+        log.info("order read")
+        return {"id": order_id}
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("kaboom 7")
+
+    @app.errorhandler(500)
+    def on_500(error):
+        log.error("500 handler ran")
+        return "sorry", 500
+
+    @app.get("/stream")
+    def stream():
+        def body():
+            for i in range(3):
+                time.sleep(0.1)
+                yield b"chunk%d\n" % i
+            log.info("last chunk produced")
+
+        return Response(stream_with_context(body()))
+
+    @app.get("/forever")
+    def forever():
+        def body():
+            try:
+                while True:
+                    yield b"x" * 16384
+                    time.sleep(0.005)
+            finally:
+                events["forever_closed"] = True
+
+        return Response(body())
+
+    obslog.flask.init_app(app)
+    return app
+
+
+class TestFlask:
+    """Flask behind obslog.flask.init_app on werkzeug's server."""
+
+    def test_one_canonical_line_with_url_rule(self, lines):
+        """A request gives one `request` line with the url rule, status, timings and echoed id."""
+        with WerkzeugThread(make_flask({})) as base:
+            response = httpx.get(f"{base}/orders/5")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        assert line["request_id"] == response.headers["X-Request-ID"]
+        assert ("GET", "/orders/<int:order_id>", 200, "ok") == (
+            line["method"],
+            line["route"],
+            line["status"],
+            line["outcome"],
+        )
+        assert 1 == line["timings"]["db_query"]["count"]
+        (app_line,) = [r for r in records if r["event"] == "order read"]
+        assert line["request_id"] == app_line["request_id"]
+
+    def test_incoming_id_kept(self, lines):
+        """A valid incoming X-Request-ID is used and echoed."""
+        with WerkzeugThread(make_flask({})) as base:
+            response = httpx.get(f"{base}/orders/5", headers={"X-Request-ID": "nginx-abc"})
+        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        assert "nginx-abc" == line["request_id"] == response.headers["x-request-id"]
+
+    def test_unmatched_paths_share_one_route(self, lines):
+        """404s on many distinct paths share the unmatched route value."""
+        with WerkzeugThread(make_flask({})) as base, httpx.Client() as client:
+            for i in range(30):
+                client.get(f"{base}/nope/{i}")
+        records = wait_for(lines, lambda ls: len(canonical(ls)) == 30)
+        assert {(UNMATCHED_ROUTE, 404)} == {(r["route"], r["status"]) for r in canonical(records)}
+
+    def test_exception_line_and_flask_error_lines_carry_ids(self, lines):
+        """A view exception: 500 line with exc fields; Flask's own error lines carry the id."""
+        with WerkzeugThread(make_flask({})) as base:
+            response = httpx.get(f"{base}/boom")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        assert 500 == response.status_code
+        assert (500, "error", "/boom") == (line["status"], line["outcome"], line["route"])
+        assert ("RuntimeError", "kaboom 7") == (line["exc_type"], line["exc_message"])
+        (flask_line,) = [r for r in records if r["event"].startswith("Exception on /boom")]
+        (handler_line,) = [r for r in records if r["event"] == "500 handler ran"]
+        request_id = response.headers["x-request-id"]
+        assert request_id == flask_line["request_id"] == handler_line["request_id"]
+
+    def test_streaming_is_timed_to_the_last_byte(self, lines):
+        """The line is written when the body is done; lines written while streaming carry ids."""
+        with WerkzeugThread(make_flask({})) as base:
+            response = httpx.get(f"{base}/stream")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        (last,) = [r for r in records if r["event"] == "last chunk produced"]
+        assert b"chunk0\nchunk1\nchunk2\n" == response.content
+        assert line["duration_ms"] >= 300.0  # three chunks, 100 ms apart
+        assert line["request_id"] == last["request_id"]
+        assert records.index(last) < records.index(line)
+
+    def test_disconnect_mid_stream_is_cancelled(self, lines):
+        """A client leaving an endless stream: outcome cancelled, status as sent, one line."""
+        events: dict = {}
+        with WerkzeugThread(make_flask(events)) as base:
+            with httpx.stream("GET", f"{base}/forever") as response:
+                next(response.iter_bytes())
+            records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        assert (200, "cancelled", "/forever") == (line["status"], line["outcome"], line["route"])
+        assert events.get("forever_closed") is True
+
+    def test_werkzeug_access_log_muted(self, lines):
+        """Control, then silence_access_logs(): werkzeug's access line disappears."""
+        with WerkzeugThread(make_flask({})) as base:
+            httpx.get(f"{base}/orders/1")
+            before = wait_for(lines, lambda ls: any(r["logger"] == "werkzeug" for r in ls))
+            obslog.flask.silence_access_logs()
+            httpx.get(f"{base}/orders/2")
+            after = wait_for(lines, lambda ls: len(canonical(ls)) == 2)
+        assert 1 == len([r for r in before if r["logger"] == "werkzeug"])
+        assert 1 == len([r for r in after if r["logger"] == "werkzeug"])
+        assert 2 == len(canonical(after))
+
+
+class TestWithoutFlask:
+    """obslog.flask names the missing extra when Flask is not installed."""
+
+    def test_import_error_names_the_extra(self, monkeypatch):
+        """init_app raises ImportError with the pip command when flask cannot be imported."""
+        monkeypatch.setitem(sys.modules, "flask", None)
+        with pytest.raises(ImportError, match=r"pip install 'obslog\[flask\]'"):
+            obslog.flask.init_app(object())
+
+
+class TestPlainWSGI:
+    """ObslogMiddleware around a bare WSGI callable."""
+
+    def test_route_callable_and_echo(self, lines):
+        """A route callable names the route; the id is echoed, replacing an app-set one."""
+
+        def app(environ, start_response):
+            start_response("201 Created", [("X-Request-ID", "from-app")])
+            return [b"ok"]
+
+        wrapped = ObslogMiddleware(app, route=lambda environ: "/things")
+        with WerkzeugThread(wrapped) as base:
+            response = httpx.get(f"{base}/things")
+        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        assert (201, "/things") == (line["status"], line["route"])
+        assert [line["request_id"]] == response.headers.get_list("x-request-id")
+
+    def test_exception_before_start_response(self, lines):
+        """An app that raises: status 500 and exc fields on the line; the server answers 500."""
+
+        def app(environ, start_response):
+            raise ValueError("bad thing")
+
+        with WerkzeugThread(ObslogMiddleware(app)) as base:
+            response = httpx.get(f"{base}/x")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        assert 500 == response.status_code
+        assert (500, "error", "ValueError", UNMATCHED_ROUTE) == (
+            line["status"],
+            line["outcome"],
+            line["exc_type"],
+            line["route"],
+        )
+
+    def test_error_while_streaming(self, lines):
+        """An exception raised by the body iterable is on the line (after the status sent)."""
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+
+            def body():
+                yield b"part"
+                raise OSError("disk gone")
+
+            return body()
+
+        with WerkzeugThread(ObslogMiddleware(app)) as base:
+            with pytest.raises(httpx.HTTPError):
+                httpx.get(f"{base}/x")
+            records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        assert ("error", "OSError", 200) == (line["outcome"], line["exc_type"], line["status"])
+
+
+GUNICORN_APP = textwrap.dedent(
+    """
+    import sys
+    import flask
+    import obslog, obslog.flask
+
+    obslog.configure(stream=sys.stdout)
+    app = flask.Flask("gapp")
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id):
+        return {"id": item_id}
+
+    obslog.flask.init_app(app)
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TestGunicorn:
+    """gunicorn without --access-logfile: one line per request."""
+
+    def test_no_access_logfile_means_one_line(self, tmp_path):
+        """gunicorn started without --access-logfile writes only the canonical line per request."""
+        (tmp_path / "gapp.py").write_text(GUNICORN_APP)
+        port = _free_port()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--chdir",
+                str(tmp_path),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "gapp:app",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    response = httpx.get(f"http://127.0.0.1:{port}/items/3")
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise
+                    time.sleep(0.1)
+            httpx.get(f"http://127.0.0.1:{port}/items/4")
+        finally:
+            proc.terminate()
+            out, err = proc.communicate(timeout=20)
+        records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        requests = [r for r in records if r["event"] == "request"]
+        assert 200 == response.status_code
+        assert [("/items/<int:item_id>", 200)] * 2 == [(r["route"], r["status"]) for r in requests]
+        assert len(records) == len(requests)
+        assert "GET /items" not in out + err
