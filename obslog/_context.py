@@ -106,7 +106,35 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class Scope:
+class _AsyncWith:
+    """``async with`` for a context manager whose enter and exit never wait."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Any:
+        raise NotImplementedError
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Any:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class Scope(_AsyncWith):
     """
     One unit of work (request, task, job) and everything measured inside it.
 
@@ -318,17 +346,6 @@ class Scope:
                 self._merge_into(self.parent)
             _notify(_end_listeners, self)
 
-    async def __aenter__(self) -> Scope:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
 
 def _outcome(exc: BaseException | None, status: int | None) -> str:
     if exc is not None:
@@ -501,7 +518,7 @@ def capture() -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]] | None]:
 # -- timers --------------------------------------------------------------------------------------
 
 
-class timed:  # noqa: N801 - used like a function: ``with timed("db_query"):``
+class timed(_AsyncWith):  # noqa: N801 - used like a function: ``with timed("db_query"):``
     """
     Time a block or a function under *name* in the current scope.
 
@@ -588,17 +605,6 @@ class timed:  # noqa: N801 - used like a function: ``with timed("db_query"):``
             if more[index][0] is current:
                 return more.pop(index)
         return more.pop()
-
-    async def __aenter__(self) -> timed:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
     def __call__(self, fn: F) -> F:
         name = self.name

@@ -33,6 +33,7 @@ PROTECTED = frozenset(
 )
 
 _CONTAINERS = (dict, list, tuple)
+_EMPTY: dict[str, Any] = {}
 _LEVELS = {
     logging.DEBUG: "debug",
     logging.INFO: "info",
@@ -153,13 +154,10 @@ def build(
         "level": level,
         "logger": logger,
         "event": event if event.__class__ is str else _safe_str(event),
+        **CONFIG.static,
+        "pid": pid if pid is not None else os.getpid(),
+        **(ctx or _EMPTY),
     }
-    static = CONFIG.static
-    if static:
-        line.update(static)
-    line["pid"] = pid if pid is not None else os.getpid()
-    if ctx:
-        line.update(ctx)
     if extras:
         secrets = _secret_cache
         for key, value in extras.items():
