@@ -38,6 +38,8 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._render import epoch_micros
+
 
 __all__ = ["PUSH_PATH", "LokiHandler"]
 
@@ -175,9 +177,8 @@ def _trace_id(record: logging.LogRecord) -> str | None:
 
 
 def _timestamp_ns(created: float) -> str:
-    # Same truncation as the JSON line's "timestamp", so both show the same microsecond.
-    second = int(created)
-    return str(second * 1_000_000_000 + int((created - second) * 1_000_000) * 1000)
+    # The same microsecond as the JSON line's "timestamp".
+    return str(epoch_micros(created) * 1000)
 
 
 def _default_formatter() -> logging.Formatter:
@@ -533,7 +534,7 @@ class LokiHandler(logging.Handler):
                 _count_in_obslog_stats(1)
         except RecursionError:
             raise
-        except Exception:  # noqa: BLE001 - logging never raises into the application
+        except Exception:
             self.handleError(record)
 
     def _start_worker(self) -> None:
@@ -627,7 +628,7 @@ class LokiHandler(logging.Handler):
                     return
                 try:
                     self._deliver(transport, batch)
-                except Exception as exc:  # noqa: BLE001 - the worker must survive anything
+                except Exception as exc:
                     with self._lock:
                         self.failed += len(batch)
                     self.last_error = f"{type(exc).__name__}: {exc}"
@@ -739,7 +740,7 @@ class LokiHandler(logging.Handler):
     def _backoff_wait(self, attempt: int, retry_after: float | None) -> bool:
         """Sleep before retry *attempt* + 1; ``False`` when closing ran out of time."""
         ceiling = min(self._max_backoff, self._backoff * (2**attempt))
-        delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
         if retry_after is not None:
             delay = max(delay, retry_after)
         end = time.monotonic() + delay
