@@ -1,45 +1,81 @@
 """
 Shared fixtures.
 
-Tests that need a local service (Redis, PostgreSQL, RabbitMQ) or a tool (promtool, node) use
-:func:`require_port` / :func:`require_binary`.  On a developer machine a missing service skips the
-test with the reason; under CI (``CI=true``) it fails instead, so a green CI never hides a skip.
+Every test runs inside :func:`_isolate`, which puts back what obslog, structlog and the root logger
+looked like before it.  Tests that need a local service (Redis, PostgreSQL, RabbitMQ) or a tool
+(promtool, node) use :func:`_require.require_port` / :func:`_require.require_binary`.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-import os
-import shutil
 import socket
+import threading
+
+from collections.abc import Callable, Iterator
 
 import pytest
+import structlog
+
+from _lines import parse_nonblank
+from _require import require_port
+
+import obslog
+
+from obslog import _json
+from obslog._http import ACCESS_LOGGERS
 
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch):
+    """Reset obslog, structlog, the JSON encoder and the root logger after each test.
+
+    The test starts without OBSLOG_* settings in the environment; afterwards the root logger gets
+    its handlers and level back.
+    """
+    for var in ("OBSLOG_LEVEL", "OBSLOG_FORMAT", "OBSLOG_SERVICE"):
+        monkeypatch.delenv(var, raising=False)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    obslog.reset_defaults()
+    _json.use_orjson(_json.orjson is not None)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
-def _missing(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"required in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
+@pytest.fixture(name="sio")
+def _sio() -> io.StringIO:
+    """obslog configured for service "shop", writing into this buffer."""
+    stream = io.StringIO()
+    obslog.configure(stream=stream, service="shop")
+    return stream
 
 
-def require_port(host: str, port: int, what: str) -> None:
-    """Skip (or fail under CI) unless something listens on *host*:*port*."""
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return
-    except OSError:
-        _missing(f"{what} is not listening on {host}:{port}")
+@pytest.fixture(name="lines")
+def _lines() -> Iterator[Callable[[], list[dict]]]:
+    """Configure obslog to write JSON lines into a buffer; yield a reader of parsed lines.
 
-
-def require_binary(name: str) -> str:
-    """Return the path of *name* on PATH; skip (or fail under CI) when absent."""
-    path = shutil.which(name)
-    if path is None:
-        _missing(f"{name} is not installed")
-    return path  # type: ignore[return-value]
+    The servers' access loggers get their level, propagation and handlers back afterwards.
+    """
+    sio = io.StringIO()
+    obslog.configure(stream=sio, level="INFO")
+    saved = {}
+    for name in ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.level, logger.propagate, logger.handlers[:])
+    # uvicorn's access_log=False stops propagation for the whole process; start each test clean.
+    logging.getLogger("uvicorn.access").propagate = True
+    yield lambda: parse_nonblank(sio)
+    obslog.reset_defaults()
+    for name, (level, propagate, handlers) in saved.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.handlers[:] = handlers
 
 
 @pytest.fixture(name="redis_url")
@@ -60,11 +96,29 @@ def _amqp_url() -> str:
     return "amqp://guest:guest@127.0.0.1:5672//"
 
 
-@pytest.fixture(autouse=True)
-def _ensure_logging_framework_not_altered():
-    """Restore the root logger's handlers and level after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+@pytest.fixture(name="hanging_port")
+def _hanging_port() -> Iterator[int]:
+    """A TCP server on loopback that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for conn in held:
+        conn.close()
+    listener.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import io
 import json
 import logging
 import time
@@ -15,6 +14,8 @@ import aiohttp
 import psutil
 import pytest
 
+from _lines import canonical
+from _servers import serve_aiohttp
 from aiohttp import web
 
 import obslog
@@ -24,24 +25,6 @@ from obslog._http import UNMATCHED_ROUTE
 
 
 log = logging.getLogger("shop")
-
-
-@pytest.fixture(name="lines")
-def _lines():
-    """Configure obslog to write JSON lines into a buffer; yield a reader of parsed lines."""
-    sio = io.StringIO()
-    obslog.configure(stream=sio, level="INFO")
-
-    def read() -> list[dict]:
-        return [json.loads(line) for line in sio.getvalue().splitlines() if line]
-
-    yield read
-    obslog.reset_defaults()
-
-
-def canonical(lines: list[dict]) -> list[dict]:
-    """Return the canonical request lines."""
-    return [line for line in lines if line["event"] == "request" and line["logger"] == "obslog"]
 
 
 async def wait_for(read, predicate, timeout: float = 5.0) -> list[dict]:
@@ -120,28 +103,13 @@ def make_app(events: dict) -> web.Application:
     return app
 
 
-@contextlib.asynccontextmanager
-async def serve(app: web.Application, **options):
-    """Run *app* on aiohttp's server at 127.0.0.1, port 0; yield its base URL."""
-    options.setdefault("access_log", None)
-    runner = web.AppRunner(app, **options)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
 class TestMiddleware:
     """One canonical line per request, ids, routes and errors."""
 
     async def test_one_line_with_canonical_route(self, lines):
         """A request gives one line: canonical route, status, timings, echoed id."""
         async with (
-            serve(make_app({})) as base,
+            serve_aiohttp(make_app({})) as base,
             aiohttp.ClientSession() as session,
             session.get(f"{base}/orders/17") as response,
         ):
@@ -162,7 +130,7 @@ class TestMiddleware:
 
     async def test_unmatched_and_http_exceptions(self, lines):
         """Unknown paths share the unmatched route; a raised HTTPNotFound is a normal 404."""
-        async with serve(make_app({})) as base, aiohttp.ClientSession() as session:
+        async with serve_aiohttp(make_app({})) as base, aiohttp.ClientSession() as session:
             for i in range(20):
                 async with session.get(f"{base}/nope/{i}") as response:
                     await response.read()
@@ -187,7 +155,7 @@ class TestMiddleware:
         """A handler exception: one 500 line with exc fields; the app's error middleware line
         carries the id; aiohttp logs no id-less 'Error handling request'."""
         async with (
-            serve(make_app({})) as base,
+            serve_aiohttp(make_app({})) as base,
             aiohttp.ClientSession() as session,
             session.get(f"{base}/boom") as response,
         ):
@@ -209,7 +177,7 @@ class TestMiddleware:
     async def test_streaming_timed_to_last_byte_and_echoed(self, lines):
         """A handler-streamed response is timed to write_eof and still echoes the id."""
         async with (
-            serve(make_app({})) as base,
+            serve_aiohttp(make_app({})) as base,
             aiohttp.ClientSession() as session,
             session.get(f"{base}/stream") as response,
         ):
@@ -223,7 +191,7 @@ class TestMiddleware:
     async def test_disconnect_with_handler_cancellation(self, lines):
         """handler_cancellation=True: a client leaving mid-stream cancels the handler;
         the line says cancelled with the status already sent, the registry is empty."""
-        async with serve(make_app({}), handler_cancellation=True) as base:
+        async with serve_aiohttp(make_app({}), handler_cancellation=True) as base:
             async with (
                 aiohttp.ClientSession() as session,
                 session.get(f"{base}/slow") as response,
@@ -237,7 +205,7 @@ class TestMiddleware:
 
     async def test_disconnect_without_handler_cancellation(self, lines):
         """Default server: a handler finishing after its client left is logged cancelled."""
-        async with serve(make_app({})) as base:
+        async with serve_aiohttp(make_app({})) as base:
             async with aiohttp.ClientSession() as session:
                 with pytest.raises(asyncio.TimeoutError):
                     async with session.get(
@@ -252,7 +220,7 @@ class TestMiddleware:
         """asyncio.create_task copies the context: a task outliving the request logs its id."""
         events: dict = {}
         async with (
-            serve(make_app(events)) as base,
+            serve_aiohttp(make_app(events)) as base,
             aiohttp.ClientSession() as session,
             session.get(f"{base}/detached") as response,
         ):
@@ -266,7 +234,9 @@ class TestMiddleware:
 
     async def test_access_log_none_gives_one_line(self, lines):
         """AppRunner(access_log=None) drops aiohttp.access; the default logger would double it."""
-        async with serve(make_app({}), access_log=logging.getLogger("aiohttp.access")) as base:
+        async with serve_aiohttp(
+            make_app({}), access_log=logging.getLogger("aiohttp.access")
+        ) as base:
             async with (
                 aiohttp.ClientSession() as session,
                 session.get(f"{base}/orders/1") as response,
@@ -277,7 +247,7 @@ class TestMiddleware:
             )
         assert 1 == len([r for r in with_access if r["logger"] == "aiohttp.access"])
         async with (
-            serve(make_app({})) as base,
+            serve_aiohttp(make_app({})) as base,
             aiohttp.ClientSession() as session,
             session.get(f"{base}/orders/2") as response,
         ):
@@ -302,7 +272,7 @@ class TestActiveRequests:
 
     async def test_counts_and_ages_in_flight_requests(self, lines):
         """Two stalled requests: count 2 and a positive oldest age; empty once they finish."""
-        async with serve(make_app({})) as base, aiohttp.ClientSession() as session:
+        async with serve_aiohttp(make_app({})) as base, aiohttp.ClientSession() as session:
             first = await session.get(f"{base}/slow?sleep=0.3")
             second = await session.get(f"{base}/slow?sleep=0.3")
             active = obslog.aiohttp.active_requests()
@@ -340,7 +310,7 @@ class TestLoad:
 
         app = make_app({})
         process = psutil.Process()
-        async with serve(app, handler_cancellation=True) as base:
+        async with serve_aiohttp(app, handler_cancellation=True) as base:
             connector = aiohttp.TCPConnector(limit=CONCURRENCY)
             async with aiohttp.ClientSession(connector=connector) as session:
 

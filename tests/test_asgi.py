@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import json
 import logging
 import socket
-import threading
 import time
 import uuid
 
 import httpx
 import pytest
-import uvicorn
 
+from _lines import canonical, wait_for
+from _servers import UvicornThread
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -25,75 +23,11 @@ from starlette.routing import Mount, Route
 
 import obslog
 
-from obslog._http import ACCESS_LOGGERS, UNMATCHED_ROUTE
+from obslog._http import UNMATCHED_ROUTE
 from obslog.asgi import ObslogMiddleware
 
 
 log = logging.getLogger("shop")
-
-
-@pytest.fixture(name="lines")
-def _lines():
-    """Configure obslog to write JSON lines into a buffer; yield a reader of parsed lines."""
-    sio = io.StringIO()
-    obslog.configure(stream=sio, level="INFO")
-    saved = {}
-    for name in ACCESS_LOGGERS:
-        logger = logging.getLogger(name)
-        saved[name] = (logger.level, logger.propagate, logger.handlers[:])
-    # uvicorn's access_log=False stops propagation for the whole process; start each test clean.
-    logging.getLogger("uvicorn.access").propagate = True
-
-    def read() -> list[dict]:
-        return [json.loads(line) for line in sio.getvalue().splitlines() if line]
-
-    yield read
-    obslog.reset_defaults()
-    for name, (level, propagate, handlers) in saved.items():
-        logger = logging.getLogger(name)
-        logger.setLevel(level)
-        logger.propagate = propagate
-        logger.handlers[:] = handlers
-
-
-def canonical(lines: list[dict]) -> list[dict]:
-    """Return the canonical request lines."""
-    return [line for line in lines if line["event"] == "request" and line["logger"] == "obslog"]
-
-
-def wait_for(read, predicate, timeout: float = 5.0) -> list[dict]:
-    """Poll *read* until *predicate(lines)* holds (the server writes from its own thread)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = read()
-        if predicate(lines) or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.02)
-
-
-class UvicornThread:
-    """A real uvicorn server on 127.0.0.1, port 0, in a background thread."""
-
-    def __init__(self, app, **options) -> None:
-        options.setdefault("access_log", False)
-        options.setdefault("lifespan", "auto")
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, **options)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc_info) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def make_fastapi() -> FastAPI:

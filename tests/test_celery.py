@@ -229,6 +229,15 @@ class EventsCommand:
                 if line["event"] == "celery_event" and line.get("task_id") in task_ids
             ]
 
+    def wait_for_events(self, types_by_task: dict[str, tuple[str, ...]]) -> None:
+        """Wait until each task in *types_by_task* has a ``celery_event`` of each of its types."""
+        expected = {(task_id, kind) for task_id, kinds in types_by_task.items() for kind in kinds}
+        self.wait_for(
+            lambda _: expected
+            <= {(e["task_id"], e["type"]) for e in self.events(set(types_by_task))},
+            "task events",
+        )
+
     def wait_listening(self) -> None:
         """Wait until the command has subscribed to the event stream."""
         self.wait_for(
@@ -507,21 +516,11 @@ class TestEventsCommand:
             command.wait_listening()
             ok = publisher.send_task("obslog_test.work", args=[4])
             bad = publisher.send_task("obslog_test.boom")
-            expected = {
-                (ok.id, "task-sent"),
-                (ok.id, "task-received"),
-                (ok.id, "task-started"),
-                (ok.id, "task-succeeded"),
-                (bad.id, "task-sent"),
-                (bad.id, "task-received"),
-                (bad.id, "task-started"),
-                (bad.id, "task-failed"),
-            }
-            command.wait_for(
-                lambda _: (
-                    expected <= {(e["task_id"], e["type"]) for e in command.events({ok.id, bad.id})}
-                ),
-                "task events",
+            command.wait_for_events(
+                {
+                    ok.id: ("task-sent", "task-received", "task-started", "task-succeeded"),
+                    bad.id: ("task-sent", "task-received", "task-started", "task-failed"),
+                }
             )
         finally:
             code = command.stop()
@@ -639,19 +638,11 @@ class TestRabbitMQ:
             with obslog.request_scope("POST", "/orders") as request:
                 ok = amqp_publisher.send_task("obslog_test.work", args=[6])
                 bad = amqp_publisher.send_task("obslog_test.boom")
-            expected = {
-                (ok.id, "task-sent"),
-                (ok.id, "task-received"),
-                (ok.id, "task-succeeded"),
-                (bad.id, "task-sent"),
-                (bad.id, "task-received"),
-                (bad.id, "task-failed"),
-            }
-            command.wait_for(
-                lambda _: (
-                    expected <= {(e["task_id"], e["type"]) for e in command.events({ok.id, bad.id})}
-                ),
-                "task events",
+            command.wait_for_events(
+                {
+                    ok.id: ("task-sent", "task-received", "task-succeeded"),
+                    bad.id: ("task-sent", "task-received", "task-failed"),
+                }
             )
         finally:
             code = command.stop()

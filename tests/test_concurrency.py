@@ -5,8 +5,6 @@ Scopes and timers under concurrency: asyncio tasks, threads, executors.
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import logging
 import random
 import threading
@@ -15,37 +13,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import structlog
+
+from _lines import parse
 
 import obslog
-
-from obslog import _json
-
-
-@pytest.fixture(autouse=True)
-def _isolate(monkeypatch):
-    """Reset obslog, structlog, the JSON encoder and the root logger after each test."""
-    for var in ("OBSLOG_LEVEL", "OBSLOG_FORMAT", "OBSLOG_SERVICE"):
-        monkeypatch.delenv(var, raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    obslog.reset_defaults()
-    _json.use_orjson(_json.orjson is not None)
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture(name="sio")
-def _sio() -> io.StringIO:
-    stream = io.StringIO()
-    obslog.configure(stream=stream, service="shop")
-    return stream
-
-
-def parse(stream: io.StringIO) -> list[dict]:
-    return [json.loads(raw) for raw in stream.getvalue().splitlines()]
 
 
 TIMER_NAMES = ("db_query", "cache_get", "remote_call")

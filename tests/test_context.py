@@ -12,30 +12,13 @@ import re
 import time
 
 import pytest
-import structlog
 
 import obslog
 
-from obslog import _json
 from obslog._context import on_scope_end, on_scope_start
 
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
-
-
-@pytest.fixture(autouse=True)
-def _isolate(monkeypatch):
-    """Reset obslog, structlog, the JSON encoder and the root logger after each test."""
-    for var in ("OBSLOG_LEVEL", "OBSLOG_FORMAT", "OBSLOG_SERVICE"):
-        monkeypatch.delenv(var, raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    obslog.reset_defaults()
-    _json.use_orjson(_json.orjson is not None)
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 class Capture:

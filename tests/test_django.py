@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import logging
 import socket
 import sys
-import threading
 import time
 import types
 
 import django
 import httpx
 import pytest
-import uvicorn
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
@@ -33,6 +29,8 @@ if not settings.configured:
     )
     django.setup()
 
+from _lines import canonical, wait_for
+from _servers import UvicornThread, WSGIServerThread
 from django.core.asgi import get_asgi_application
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
@@ -41,7 +39,7 @@ from django.test.utils import override_settings
 import obslog
 import obslog.django
 
-from obslog._http import ACCESS_LOGGERS, UNMATCHED_ROUTE
+from obslog._http import UNMATCHED_ROUTE
 
 
 log = logging.getLogger("shop")
@@ -134,82 +132,20 @@ def _django_settings():
         yield
 
 
-@pytest.fixture(name="lines")
-def _lines():
-    """Configure obslog to write JSON lines into a buffer; yield a reader of parsed lines."""
-    sio = io.StringIO()
-    obslog.configure(stream=sio, level="INFO")
-    saved = {name: logging.getLogger(name).level for name in ACCESS_LOGGERS}
-
-    def read() -> list[dict]:
-        return [json.loads(line) for line in sio.getvalue().splitlines() if line]
-
-    yield read
-    obslog.reset_defaults()
-    for name, level in saved.items():
-        logging.getLogger(name).setLevel(level)
-
-
-def canonical(lines: list[dict]) -> list[dict]:
-    """Return the canonical request lines."""
-    return [line for line in lines if line["event"] == "request" and line["logger"] == "obslog"]
-
-
-def wait_for(read, predicate, timeout: float = 5.0) -> list[dict]:
-    """Poll *read* until *predicate(lines)* holds (the server writes from its own thread)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = read()
-        if predicate(lines) or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.02)
-
-
-class DjangoWSGIThread:
+class DjangoWSGIThread(WSGIServerThread):
     """Django's own threaded WSGI server (the one runserver uses) on 127.0.0.1, port 0."""
 
     def __init__(self) -> None:
-        self.server = ThreadedWSGIServer(("127.0.0.1", 0), WSGIRequestHandler)
-        self.server.set_app(get_wsgi_application())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __exit__(self, *exc_info) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
+        server = ThreadedWSGIServer(("127.0.0.1", 0), WSGIRequestHandler)
+        server.set_app(get_wsgi_application())
+        super().__init__(server)
 
 
-class UvicornThread:
+class DjangoASGIThread(UvicornThread):
     """Django's ASGI application on a real uvicorn, 127.0.0.1, port 0."""
 
     def __init__(self) -> None:
-        config = uvicorn.Config(
-            get_asgi_application(),
-            host="127.0.0.1",
-            port=0,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
-
-    def __exit__(self, *exc_info) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        super().__init__(get_asgi_application(), lifespan="off")
 
 
 class TestDjangoWSGI:
@@ -323,7 +259,7 @@ class TestDjangoASGI:
 
     def test_async_view(self, lines):
         """An async view: one line with route and timings; its own line carries the id."""
-        with UvicornThread() as base:
+        with DjangoASGIThread() as base:
             response = httpx.get(f"{base}/async/3/")
         records = wait_for(lines, lambda ls: canonical(ls))
         (line,) = canonical(records)
@@ -338,7 +274,7 @@ class TestDjangoASGI:
 
     def test_sync_view_under_asgi(self, lines):
         """A sync view under ASGI runs in a worker thread that sees the request's scope."""
-        with UvicornThread() as base:
+        with DjangoASGIThread() as base:
             response = httpx.get(f"{base}/orders/8/")
         records = wait_for(lines, lambda ls: canonical(ls))
         (app_line,) = [r for r in records if r["event"] == "order read"]
@@ -346,7 +282,7 @@ class TestDjangoASGI:
 
     def test_async_streaming(self, lines):
         """An async streaming body is timed to its last chunk."""
-        with UvicornThread() as base:
+        with DjangoASGIThread() as base:
             response = httpx.get(f"{base}/astream/")
         records = wait_for(lines, lambda ls: canonical(ls))
         (line,) = canonical(records)
@@ -357,7 +293,7 @@ class TestDjangoASGI:
 
     def test_client_disconnect_cancels_async_view(self, lines):
         """Django cancels an async view whose client left: outcome cancelled, status 499."""
-        with UvicornThread() as base:
+        with DjangoASGIThread() as base:
             port = int(base.rsplit(":", 1)[1])
             with socket.create_connection(("127.0.0.1", port)) as sock:
                 sock.sendall(b"GET /slow/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -368,7 +304,7 @@ class TestDjangoASGI:
 
     def test_exception_under_asgi(self, lines):
         """A view exception under ASGI: 500 line with exc fields, Django's error line has the id."""
-        with UvicornThread() as base:
+        with DjangoASGIThread() as base:
             response = httpx.get(f"{base}/boom/")
         records = wait_for(lines, lambda ls: canonical(ls))
         (line,) = canonical(records)

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
-import json
 import logging
-import threading
 import time
 
 from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import httpx
-import pytest
 
+from _lines import canonical
+from _servers import WerkzeugThread, serve_aiohttp
 from aiohttp import web
 from flask import Flask
-from werkzeug.serving import make_server
 
 import obslog
 import obslog.aiohttp
@@ -26,19 +22,6 @@ import obslog.flask
 
 
 log = logging.getLogger("shop")
-
-
-@pytest.fixture(name="lines")
-def _lines():
-    """Configure obslog to write JSON lines into a buffer; yield a reader of parsed lines."""
-    sio = io.StringIO()
-    obslog.configure(stream=sio, level="INFO")
-
-    def read() -> list[dict]:
-        return [json.loads(line) for line in sio.getvalue().splitlines() if line]
-
-    yield read
-    obslog.reset_defaults()
 
 
 def blocking_lookup(what: str) -> str:
@@ -53,25 +36,6 @@ def by_what(records: list[dict], what: str) -> dict:
     """Return the one 'lookup done' line for *what*."""
     (line,) = [r for r in records if r["event"] == "lookup done" and r.get("what") == what]
     return line
-
-
-def canonical(records: list[dict]) -> list[dict]:
-    """Return the canonical request lines."""
-    return [r for r in records if r["event"] == "request" and r["logger"] == "obslog"]
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application):
-    """Run *app* on aiohttp's server at 127.0.0.1, port 0; yield its base URL."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 class TestRunInExecutor:
@@ -92,7 +56,7 @@ class TestRunInExecutor:
         app.router.add_get("/work", handler)
         obslog.aiohttp.setup(app)
         async with (
-            serve(app) as base,
+            serve_aiohttp(app) as base,
             aiohttp.ClientSession() as session,
             session.get(f"{base}/work") as response,
         ):
@@ -124,15 +88,10 @@ class TestThreadPoolExecutor:
             return {"parts": [f.result() for f in futures] + [bare.result()]}
 
         obslog.flask.init_app(app)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
         try:
-            response = httpx.get(f"http://127.0.0.1:{server.server_port}/fan-out")
+            with WerkzeugThread(app) as base:
+                response = httpx.get(f"{base}/fan-out")
         finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(10)
             pool.shutdown()
         records = lines()
         (line,) = canonical(records)

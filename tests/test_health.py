@@ -24,6 +24,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from _servers import free_port
+
 from obslog.health import (
     HealthEndpoints,
     Readiness,
@@ -36,12 +38,6 @@ from obslog.health import (
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -80,34 +76,6 @@ def _werkzeug(app) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(10)
-
-
-@pytest.fixture(name="hanging_port")
-def _hanging_port() -> Iterator[int]:
-    """A TCP server on loopback that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(0.1)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            held.append(conn)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for conn in held:
-        conn.close()
-    listener.close()
 
 
 def _body(report: ReadyReport) -> dict:
@@ -930,7 +898,7 @@ class TestDemo:
     def test_demo_serves_tiers_and_logs_runtime(self):
         """`obslog demo --port P --hold` keeps serving /health, /ready and /metrics on
         127.0.0.1:P after its load loop, beside its own routes, and logs a runtime line."""
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(
             [
                 sys.executable,

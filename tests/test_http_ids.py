@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 import socket
 import threading
 import time
 
 import pytest
-import uvicorn
 
+from _lines import parse_nonblank
+from _servers import UvicornThread, WerkzeugThread
 from aiohttp import web
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from werkzeug.serving import make_server
 
 import obslog
 import obslog.aiohttp
@@ -63,17 +62,11 @@ MALFORMED_TRACEPARENTS = [
 
 
 @pytest.fixture(name="sio")
-def _sio():
-    """Configure obslog into a buffer; yield it."""
+def _sio() -> io.StringIO:
+    """Configure obslog into a buffer; return it."""
     sio = io.StringIO()
     obslog.configure(stream=sio, level="INFO")
-    yield sio
-    obslog.reset_defaults()
-
-
-def parse(sio: io.StringIO) -> list[dict]:
-    """Return the JSON lines written so far."""
-    return [json.loads(line) for line in sio.getvalue().splitlines() if line]
+    return sio
 
 
 class TestResolveIds:
@@ -185,48 +178,29 @@ def raw_get(port: int, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict[st
     return int(status_line.split()[1]), parsed
 
 
-class _Uvicorn:
+class _Uvicorn(UvicornThread):
     def __init__(self) -> None:
         async def ping(request):
             return PlainTextResponse("pong")
 
-        app = ASGIMiddleware(Starlette(routes=[Route("/ping", ping)]))
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="off"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        super().__init__(ASGIMiddleware(Starlette(routes=[Route("/ping", ping)])), lifespan="off")
 
     def __enter__(self) -> int:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.server.servers[0].sockets[0].getsockname()[1]
-
-    def __exit__(self, *exc_info) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        super().__enter__()
+        return self.port
 
 
-class _Werkzeug:
+class _Werkzeug(WerkzeugThread):
     def __init__(self) -> None:
         def app(environ, start_response):
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"pong"]
 
-        wrapped = WSGIMiddleware(app, route=lambda environ: "/ping")
-        self.server = make_server("127.0.0.1", 0, wrapped, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(WSGIMiddleware(app, route=lambda environ: "/ping"))
 
     def __enter__(self) -> int:
-        self.thread.start()
-        return self.server.server_port
-
-    def __exit__(self, *exc_info) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
+        super().__enter__()
+        return self.port
 
 
 class _Aiohttp:
@@ -264,7 +238,7 @@ def wait_lines(sio: io.StringIO, count: int) -> list[dict]:
     """Wait until *count* canonical lines are written."""
     deadline = time.monotonic() + 5
     while True:
-        records = parse(sio)
+        records = parse_nonblank(sio)
         canon = [r for r in records if r["event"] == "request"]
         if len(canon) >= count or time.monotonic() > deadline:
             return records
@@ -299,7 +273,7 @@ class TestOverTheWire:
         there: the id never holds a CR or what follows it, and no header is injected."""
         with SERVERS[server]() as port:
             status, headers = raw_get(port, [(b"X-Request-ID", b"abc\rX-Evil: 1")])
-        records = wait_lines(sio, 1) if status == 200 else parse(sio)
+        records = wait_lines(sio, 1) if status == 200 else parse_nonblank(sio)
         canon = [r for r in records if r["event"] == "request"]
         assert "x-evil" not in headers
         assert [] == [r for r in canon if "\r" in r["request_id"] or "Evil" in r["request_id"]]

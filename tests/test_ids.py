@@ -4,44 +4,18 @@ Request ids, W3C traceparent parsing and OpenTelemetry span ids on lines (obslog
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import re
 
 import pytest
 import structlog
 
+from _lines import parse
+
 import obslog
 
-from obslog import _ids, _json
+from obslog import _ids
 from obslog._ids import new_request_id, parse_traceparent, valid_request_id
-
-
-@pytest.fixture(autouse=True)
-def _isolate(monkeypatch):
-    """Reset obslog, structlog, the JSON encoder and the root logger after each test."""
-    for var in ("OBSLOG_LEVEL", "OBSLOG_FORMAT", "OBSLOG_SERVICE"):
-        monkeypatch.delenv(var, raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    obslog.reset_defaults()
-    _json.use_orjson(_json.orjson is not None)
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def parse(stream: io.StringIO) -> list[dict]:
-    return [json.loads(raw) for raw in stream.getvalue().splitlines()]
-
-
-@pytest.fixture(name="sio")
-def _sio() -> io.StringIO:
-    stream = io.StringIO()
-    obslog.configure(stream=stream, service="shop")
-    return stream
 
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import base64
 import http.client
-import importlib.util
 import json
 import logging
 import logging.config
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -28,44 +26,18 @@ from pathlib import Path
 
 import pytest
 
+from _lines import wait_until
+from _servers import free_port
+from loki_stub import LokiStub
+
 import obslog
 
 from obslog._config import CONFIG
 from obslog.loki._handler import LokiHandler
 
 
-try:
-    from loki_stub import LokiStub
-except ImportError:  # --import-mode=importlib does not put tests/ on sys.path
-    _spec = importlib.util.spec_from_file_location(
-        "loki_stub", Path(__file__).with_name("loki_stub.py")
-    )
-    assert _spec is not None and _spec.loader is not None
-    _module = importlib.util.module_from_spec(_spec)
-    sys.modules["loki_stub"] = _module
-    _spec.loader.exec_module(_module)
-    LokiStub = _module.LokiStub
-
-
 PACKAGE_ROOT = str(Path(obslog.__file__).resolve().parent.parent)
 LABELS = {"service": "shop", "env": "test"}
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    """Poll *predicate* until it is true or *timeout* passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
-
-
-def closed_port() -> int:
-    """Return a loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -285,7 +257,7 @@ class TestLokiHandler:
         log.addHandler(handler)
         for i in range(300):
             log.info("line %03d", i)
-        assert wait_until(lambda: handler.retried >= 3)
+        assert wait_until(lambda: handler.retried >= 3, 10.0)
 
         stub.start()
 
@@ -361,7 +333,7 @@ class TestLokiHandler:
 
     def test_dead_loki_does_not_block_the_caller(self, make_handler, log):
         """With nothing listening, 1000 log.info() calls take under 250 ms; close() is bounded."""
-        handler = make_handler(f"http://127.0.0.1:{closed_port()}", flush_timeout=0.3)
+        handler = make_handler(f"http://127.0.0.1:{free_port()}", flush_timeout=0.3)
         log.addHandler(handler)
 
         start = time.perf_counter()
@@ -429,7 +401,7 @@ class TestLokiHandler:
 
     def test_flush_times_out_when_loki_stays_down(self, make_handler, log):
         """flush() returns False after its timeout instead of waiting for an absent Loki."""
-        handler = make_handler(f"http://127.0.0.1:{closed_port()}", flush_timeout=0.2)
+        handler = make_handler(f"http://127.0.0.1:{free_port()}", flush_timeout=0.2)
         log.addHandler(handler)
         log.info("lost")
 

@@ -14,19 +14,16 @@ import os
 import re
 import shutil
 import subprocess
+
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from _require import IN_CI, require_binary
+
 from obslog.loki import _rules as generator
-
-
-try:
-    from conftest import IN_CI, require_binary
-except ImportError:  # --import-mode=importlib registers it under its package path
-    from tests.conftest import IN_CI, require_binary
 
 
 ROOT = Path(__file__).resolve().parents[1]

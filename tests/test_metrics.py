@@ -7,31 +7,29 @@ import http.server
 import json
 import os
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 import urllib.request
+
 from pathlib import Path
 
 import prometheus_client
 import psutil
 import pytest
+
+from _lines import wait_until
+from _require import require_binary
+from _servers import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 import obslog
+
 from obslog import _stats, metrics
 from obslog._context import Scope
-
-
-try:
-    from conftest import require_binary
-except ImportError:  # --import-mode=importlib registers it under its package path
-    from tests.conftest import require_binary
 
 
 @pytest.fixture(name="installation")
@@ -69,10 +67,15 @@ def _ended(method, route, status=200, *, kind="request", duration_ms=12.0, timer
     return scope
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM *process*; SIGKILL it if it is still running after 15 s; close its stderr."""
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+    process.stderr.close()
 
 
 def _get(url: str, timeout: float = 5.0) -> bytes:
@@ -364,7 +367,7 @@ def _metrics_server(installation):
 def _prometheus(tmp_path, metrics_server):
     """A real Prometheus server on loopback scraping the metrics server every second."""
     binary = require_binary("prometheus")
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(textwrap.dedent(f"""
         global:
@@ -381,13 +384,7 @@ def _prometheus(tmp_path, metrics_server):
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-    process.stderr.close()
+    _stop(process)
 
 
 def _poll_json(url: str, predicate, timeout: float = 30.0):
@@ -466,7 +463,7 @@ def _gunicorn(tmp_path_factory):
     (root / "obslog_test_app.py").write_text(APP)
     multiproc = root / "multiproc"
     multiproc.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc), "PYTHONPATH": str(root)}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--preload", "-w", str(WORKERS),
@@ -481,13 +478,7 @@ def _gunicorn(tmp_path_factory):
             break
         time.sleep(0.1)
     yield base, process, multiproc
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-    process.stderr.close()
+    _stop(process)
 
 
 def _worker_pids(process: subprocess.Popen) -> set[int]:
@@ -554,8 +545,11 @@ class TestMultiprocess:
         victim = min(workers)
 
         os.kill(victim, signal.SIGKILL)
-        assert _wait_for(lambda: victim not in _worker_pids(process) and _wait_for_workers(
-            process, 0.1))
+        assert wait_until(
+            lambda: victim not in _worker_pids(process) and _wait_for_workers(process, 0.1),
+            20.0,
+            0.05,
+        )
         survivors = _worker_pids(process)
         body = _wait_scrape(
             base,
@@ -573,17 +567,8 @@ class TestMultiprocess:
         assert "counter_archive.db" in files
 
 
-def _wait_for(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def _wait_for_workers(process: subprocess.Popen, timeout: float = 20.0) -> bool:
-    return _wait_for(lambda: len(_worker_pids(process)) == WORKERS, timeout)
+    return wait_until(lambda: len(_worker_pids(process)) == WORKERS, timeout, 0.05)
 
 
 class TestCleanupDeadProcesses:

@@ -5,7 +5,6 @@ Redaction of secret keys on both logging paths, and sampling of canonical lines.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import random
 import time
@@ -13,38 +12,19 @@ import time
 import pytest
 import structlog
 
+from _lines import parse
+
 import obslog
 
-from obslog import _json
 from obslog._context import on_scope_end
 
 
 @pytest.fixture(autouse=True)
-def _isolate(monkeypatch):
-    """Reset obslog, structlog, the JSON encoder and the root logger after each test."""
-    for var in ("OBSLOG_LEVEL", "OBSLOG_FORMAT", "OBSLOG_SERVICE"):
-        monkeypatch.delenv(var, raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+def _restore_random():
+    """Put the random module's state back after each test (sampling draws from it)."""
     state = random.getstate()
     yield
     random.setstate(state)
-    obslog.reset_defaults()
-    _json.use_orjson(_json.orjson is not None)
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def parse(stream: io.StringIO) -> list[dict]:
-    return [json.loads(raw) for raw in stream.getvalue().splitlines()]
-
-
-@pytest.fixture(name="sio")
-def _sio() -> io.StringIO:
-    stream = io.StringIO()
-    obslog.configure(stream=stream, service="shop")
-    return stream
 
 
 R = "[REDACTED]"

@@ -9,7 +9,6 @@ import datetime as dt
 import io
 import json
 import logging
-import math
 import re
 
 import pytest
@@ -24,33 +23,11 @@ from obslog import _json
 from obslog._render import format_timestamp
 
 
-@pytest.fixture(autouse=True)
-def _isolate(monkeypatch):
-    """Reset obslog, structlog, the JSON encoder and the root logger after each test."""
-    for var in ("OBSLOG_LEVEL", "OBSLOG_FORMAT", "OBSLOG_SERVICE"):
-        monkeypatch.delenv(var, raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    obslog.reset_defaults()
-    _json.use_orjson(_json.orjson is not None)
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 @pytest.fixture(name="encoder", params=["orjson", "stdlib"])
 def _encoder(request) -> str:
     """Run the test with each JSON encoder."""
     _json.use_orjson(request.param == "orjson")
     return request.param
-
-
-@pytest.fixture(name="sio")
-def _sio() -> io.StringIO:
-    stream = io.StringIO()
-    obslog.configure(stream=stream, service="shop")
-    return stream
 
 
 def parse(stream: io.StringIO) -> list[dict]:

@@ -17,7 +17,10 @@ import time
 
 import pytest
 
+from _lines import wait_until
+
 import obslog
+
 from obslog import runtime
 
 
@@ -53,15 +56,6 @@ def _runtime_records():
     logger.removeHandler(handler)
     logger.setLevel(level)
     logger.propagate = propagate
-
-
-def _wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def _runtime_lines(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
@@ -221,7 +215,7 @@ class TestRuntimeLogger:
     def test_logs_runtime_lines(self, runtime_records):
         """The thread logs ``runtime`` lines with the numbers as record attributes."""
         with runtime.RuntimeLogger(interval=0.02) as logger:
-            assert _wait_for(lambda: len(_runtime_lines(runtime_records)) >= 2)
+            assert wait_until(lambda: len(_runtime_lines(runtime_records)) >= 2, 5.0)
             assert logger.running
         record = _runtime_lines(runtime_records)[0]
 
@@ -261,7 +255,7 @@ class TestRuntimeLogger:
             logger.start()
             threads = [t for t in threading.enumerate() if t.name == "obslog-runtime"]
             assert 1 == len(threads)
-            assert _wait_for(lambda: 1 == len(_runtime_lines(runtime_records)))
+            assert wait_until(lambda: 1 == len(_runtime_lines(runtime_records)), 5.0)
         finally:
             logger.close()
 
@@ -270,7 +264,7 @@ class TestRuntimeLogger:
     def test_close_stops_promptly_and_is_idempotent(self, runtime_records):
         """close() stops the thread (no more lines) and may be called again."""
         logger = runtime.RuntimeLogger(interval=0.01).start()
-        assert _wait_for(lambda: len(_runtime_lines(runtime_records)) >= 1)
+        assert wait_until(lambda: len(_runtime_lines(runtime_records)) >= 1, 5.0)
         logger.close()
         logger.close()
         count = len(_runtime_lines(runtime_records))
@@ -284,7 +278,7 @@ class TestRuntimeLogger:
         before = obslog.stats().get("runtime_errors", 0)
         sampler = _FailingOnce()
         with runtime.RuntimeLogger(interval=0.01, sampler=sampler):
-            assert _wait_for(lambda: len(_runtime_lines(runtime_records)) >= 2)
+            assert wait_until(lambda: len(_runtime_lines(runtime_records)) >= 2, 5.0)
         failures = [r for r in runtime_records if r.getMessage() == "runtime sample failed"]
 
         assert before + 1 == obslog.stats()["runtime_errors"]
@@ -303,7 +297,7 @@ class TestRuntimeLogger:
         try:
             def child() -> dict:
                 del runtime_records[:]
-                ok = _wait_for(lambda: len(_runtime_lines(runtime_records)) >= 1, 5.0)
+                ok = wait_until(lambda: len(_runtime_lines(runtime_records)) >= 1, 5.0)
                 return {
                     "running": logger.running,
                     "logged": ok,

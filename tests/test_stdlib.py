@@ -18,35 +18,9 @@ import threading
 import pytest
 import structlog
 
+from _lines import parse
+
 import obslog
-
-from obslog import _json
-
-
-@pytest.fixture(autouse=True)
-def _isolate(monkeypatch):
-    """Reset obslog, structlog, the JSON encoder and the root logger after each test."""
-    for var in ("OBSLOG_LEVEL", "OBSLOG_FORMAT", "OBSLOG_SERVICE"):
-        monkeypatch.delenv(var, raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    obslog.reset_defaults()
-    _json.use_orjson(_json.orjson is not None)
-    structlog.reset_defaults()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def parse(stream: io.StringIO) -> list[dict]:
-    return [json.loads(raw) for raw in stream.getvalue().splitlines()]
-
-
-@pytest.fixture(name="sio")
-def _sio() -> io.StringIO:
-    stream = io.StringIO()
-    obslog.configure(stream=stream, service="shop")
-    return stream
 
 
 def handler_with(formatter: logging.Formatter, stream: io.StringIO) -> logging.Handler:

@@ -2,79 +2,29 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import httpx
 import pytest
 
+from _lines import canonical, wait_for
+from _servers import WerkzeugThread, free_port
 from flask import Flask, Response, stream_with_context
-from werkzeug.serving import make_server
 
 import obslog
 import obslog.flask
 
-from obslog._http import ACCESS_LOGGERS, UNMATCHED_ROUTE
+from obslog._http import UNMATCHED_ROUTE
 from obslog.wsgi import ObslogMiddleware
 
 
 log = logging.getLogger("shop")
-
-
-@pytest.fixture(name="lines")
-def _lines():
-    """Configure obslog to write JSON lines into a buffer; yield a reader of parsed lines."""
-    sio = io.StringIO()
-    obslog.configure(stream=sio, level="INFO")
-    saved = {name: logging.getLogger(name).level for name in ACCESS_LOGGERS}
-
-    def read() -> list[dict]:
-        return [json.loads(line) for line in sio.getvalue().splitlines() if line]
-
-    yield read
-    obslog.reset_defaults()
-    for name, level in saved.items():
-        logging.getLogger(name).setLevel(level)
-
-
-def canonical(lines: list[dict]) -> list[dict]:
-    """Return the canonical request lines."""
-    return [line for line in lines if line["event"] == "request" and line["logger"] == "obslog"]
-
-
-def wait_for(read, predicate, timeout: float = 5.0) -> list[dict]:
-    """Poll *read* until *predicate(lines)* holds (the server writes from its own thread)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = read()
-        if predicate(lines) or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.02)
-
-
-class WerkzeugThread:
-    """werkzeug's threaded WSGI server on 127.0.0.1, port 0, in a background thread."""
-
-    def __init__(self, app) -> None:
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def __exit__(self, *exc_info) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
 
 
 def make_flask(events: dict) -> Flask:
@@ -290,19 +240,13 @@ GUNICORN_APP = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class TestGunicorn:
     """gunicorn without --access-logfile: one line per request."""
 
     def test_no_access_logfile_means_one_line(self, tmp_path):
         """gunicorn started without --access-logfile writes only the canonical line per request."""
         (tmp_path / "gapp.py").write_text(GUNICORN_APP)
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
             [
