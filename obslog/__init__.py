@@ -18,6 +18,8 @@ one canonical line per request, task and job; runtime state; health tiers; Loki 
 
 from __future__ import annotations
 
+import contextlib
+
 from typing import Any
 
 from ._config import get_config, reset_defaults
@@ -51,10 +53,8 @@ __all__ = [
 for _name in __all__:
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("obslog._"):
-        try:
+        with contextlib.suppress(AttributeError, TypeError):  # builtins refuse
             _obj.__module__ = "obslog"
-        except (AttributeError, TypeError):  # pragma: no cover - builtins
-            pass
 del _name, _obj
 
 

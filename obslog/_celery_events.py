@@ -260,7 +260,7 @@ def run(
     def inspect_active() -> Any:
         return app.control.inspect(timeout=min(1.0, max(snapshot_interval / 2, 0.2))).active()
 
-    class Receiver(app.events.Receiver):  # type: ignore[misc,name-defined]
+    class Receiver(app.events.Receiver):  # type: ignore[misc]  # subclasses Any: Celery is untyped
         def on_iteration(self) -> None:
             nonlocal iterations, next_snapshot
             iterations += 1

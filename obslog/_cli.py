@@ -18,13 +18,31 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="serve a demo shop on localhost and drive load through it")
-    demo.add_argument("--requests", type=int, default=None, metavar="N", help="stop after N requests (default: run until interrupted)")
-    demo.add_argument("--format", choices=("json", "console"), default="json", help="line format (default: json)")
-    demo.add_argument("--port", type=int, default=0, metavar="P", help="listen on 127.0.0.1:P (default: a free port)")
+    demo.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N requests (default: run until interrupted)",
+    )
+    demo.add_argument(
+        "--format", choices=("json", "console"), default="json", help="line format (default: json)"
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        metavar="P",
+        help="listen on 127.0.0.1:P (default: a free port)",
+    )
     demo.add_argument("--hold", action="store_true", help="keep serving after the load loop ends")
-    demo.add_argument("--concurrency", type=int, default=4, metavar="C", help="concurrent clients (default: 4)")
+    demo.add_argument(
+        "--concurrency", type=int, default=4, metavar="C", help="concurrent clients (default: 4)"
+    )
     demo.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
-    demo.add_argument("--service", default="shop", help="service name on every line (default: shop)")
+    demo.add_argument(
+        "--service", default="shop", help="service name on every line (default: shop)"
+    )
 
     pretty = sub.add_parser("pretty", help="read JSON lines on stdin, print them readably")
     pretty.add_argument("file", nargs="?", default="-", help="file to read (default: stdin)")
@@ -32,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     loki = sub.add_parser("loki", help="Loki tooling: `obslog loki rules --help`", add_help=False)
     loki.add_argument("args", nargs=argparse.REMAINDER)
 
-    events = sub.add_parser("celery-events", help="log Celery task events as JSON lines", add_help=False)
+    events = sub.add_parser(
+        "celery-events", help="log Celery task events as JSON lines", add_help=False
+    )
     events.add_argument("args", nargs=argparse.REMAINDER)
 
     sub.add_parser("version", help="print the version")

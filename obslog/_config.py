@@ -153,7 +153,11 @@ def update(**settings: Any) -> None:
     _secret_cache.clear()
     CONFIG.static = {
         key: value
-        for key, value in (("service", CONFIG.service), ("env", CONFIG.env), ("version", CONFIG.version))
+        for key, value in (
+            ("service", CONFIG.service),
+            ("env", CONFIG.env),
+            ("version", CONFIG.version),
+        )
         if value is not None
     }
 
@@ -165,8 +169,8 @@ def is_secret(key: object) -> bool:
     """
     Return whether values under *key* must be redacted.
 
-    A key matches a redact name when, lower-cased with ``-`` read as ``_``, it equals the name or ends
-    in ``_<name>``: ``Authorization``, ``db_password``, ``X-Api-Key`` and ``set-cookie`` match;
+    A key matches a redact name when, lower-cased with ``-`` read as ``_``, it equals the name or
+    ends in ``_<name>``: ``Authorization``, ``db_password``, ``X-Api-Key`` and ``set-cookie`` match;
     ``token_count`` does not.
     """
     if not isinstance(key, str):

@@ -41,7 +41,7 @@ def _settings(**settings: Any) -> None:
 def _isatty(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
-    except Exception:  # noqa: BLE001 - any file-like object will do
+    except Exception:  # any file-like object will do
         return False
 
 
@@ -63,8 +63,8 @@ def configure(
 
     Installs one handler on the root logger (replacing the one a previous call installed, so calling
     twice never duplicates lines; the formatter takes the context in the logging thread, so no
-    :class:`~obslog.ContextFilter` is needed on it), sets the root level, makes structlog route through stdlib, and
-    makes ``extra`` keys that clash with LogRecord attributes safe.
+    :class:`~obslog.ContextFilter` is needed on it), sets the root level, makes structlog route
+    through stdlib, and makes ``extra`` keys that clash with LogRecord attributes safe.
 
     Args:
         service: Static ``service`` field (also the Loki stream label).  Env: ``OBSLOG_SERVICE``.
@@ -145,7 +145,9 @@ def dict_config(
         slow_ms=slow_ms,
         canonical_logger=canonical_logger,
     )
-    formatter = "obslog.ConsoleFormatter" if _config.CONFIG.fmt == "console" else "obslog.JsonFormatter"
+    formatter = (
+        "obslog.ConsoleFormatter" if _config.CONFIG.fmt == "console" else "obslog.JsonFormatter"
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,

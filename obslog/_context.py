@@ -1,10 +1,10 @@
 """
 Per-request context: scopes, timers and the canonical line.
 
-A :class:`Scope` is the unit of work a service is asked about afterwards: an HTTP request, a task, a
-job.  It lives in a :class:`contextvars.ContextVar`, so every thread and every asyncio task sees its
-own scope, and ends with exactly one wide *canonical line* that holds its duration, outcome and every
-timer recorded inside it.
+A :class:`Scope` is the unit of work a service is asked about afterwards: an HTTP request, a task,
+a job.  It lives in a :class:`contextvars.ContextVar`, so every thread and every asyncio task sees
+its own scope, and ends with exactly one wide *canonical line* that holds its duration, outcome and
+every timer recorded inside it.
 """
 
 from __future__ import annotations
@@ -191,7 +191,11 @@ class Scope(_AsyncWith):
         fields: dict[str, Any] | None = None,
     ) -> None:
         self.kind = _check_name(kind, "scope kind")
-        for name, value in (("request_id", request_id), ("trace_id", trace_id), ("span_id", span_id)):
+        for name, value in (
+            ("request_id", request_id),
+            ("trace_id", trace_id),
+            ("span_id", span_id),
+        ):
             if value is not None and not isinstance(value, str):
                 msg = f"{name} must be a str or None, not {type(value).__name__}"
                 raise TypeError(msg)
@@ -279,7 +283,9 @@ class Scope(_AsyncWith):
             parent._timings = None
 
     def timings(self) -> dict[str, dict[str, Any]]:
-        """Return ``{name: {"ms": total, "count": n, "max_ms": longest}}`` for every timer so far."""
+        """
+        Return ``{name: {"ms": total, "count": n, "max_ms": longest}}`` for every timer so far.
+        """
         if self._pending:
             self._fold()
         cached = self._timings
@@ -370,7 +376,7 @@ def _emit_canonical(
         slow = CONFIG.slow_ms
         if s.outcome != "ok" or (slow is not None and duration >= slow):
             sample_rate = 1
-        elif random.random() * sample_rate >= 1.0:  # noqa: S311 - sampling, not security
+        elif random.random() * sample_rate >= 1.0:  # sampling, not security
             _stats.incr("sampled_out")
             return
     extra: dict[str, Any] = {}
@@ -379,7 +385,9 @@ def _emit_canonical(
     extra["duration_ms"] = round(duration, 3)
     extra["outcome"] = s.outcome
     extra["sample_rate"] = sample_rate
-    level = s.level if s.level is not None else _LEVEL_OF_OUTCOME.get(s.outcome or "ok", logging.INFO)
+    level = (
+        s.level if s.level is not None else _LEVEL_OF_OUTCOME.get(s.outcome or "ok", logging.INFO)
+    )
     exc_info = (exc_type, exc, tb) if exc is not None and exc_type is not None else None
     logging.getLogger(CONFIG.canonical_logger).log(level, s.kind, exc_info=exc_info, extra=extra)
     _stats.incr("canonical_lines")
@@ -389,7 +397,7 @@ def _notify(listeners: tuple[Listener, ...], s: Scope) -> None:
     for listener in listeners:
         try:
             listener(s)
-        except Exception:  # noqa: BLE001 - a broken listener must not break the request
+        except Exception:  # a broken listener must not break the request
             _stats.incr("listener_errors")
 
 
@@ -445,7 +453,8 @@ def scope(
     """
     Return a new :class:`Scope` of *kind* (``"task"``, ``"job"``, ...) binding *fields*.
 
-    Inside an enclosing scope, the new one inherits its request id, trace ids and fields unless given.
+    Inside an enclosing scope, the new one inherits its request id, trace ids and fields unless
+    given.
 
     >>> import obslog
     >>> with obslog.scope("job", job="nightly-report") as s:
@@ -499,9 +508,9 @@ def capture() -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]] | None]:
     """
     Return ``(context fields, timings)`` to put on a record made now.
 
-    The dicts are snapshots (replaced, not mutated, by later changes), so a record formatted later in
-    another thread (a ``QueueHandler``) still shows the context of the moment it was made.  An active
-    OpenTelemetry span overrides the scope's trace and span ids.
+    The dicts are snapshots (replaced, not mutated, by later changes), so a record formatted later
+    in another thread (a ``QueueHandler``) still shows the context of the moment it was made.  An
+    active OpenTelemetry span overrides the scope's trace and span ids.
     """
     s = _CURRENT.get()
     otel = _ids.current_otel_ids() if _ids.otel_available else None
@@ -518,13 +527,14 @@ def capture() -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]] | None]:
 # -- timers --------------------------------------------------------------------------------------
 
 
-class timed(_AsyncWith):  # noqa: N801 - used like a function: ``with timed("db_query"):``
+class timed(_AsyncWith):  # used like a function: ``with timed("db_query"):``
     """
     Time a block or a function under *name* in the current scope.
 
-    Each use adds one call to the current scope, which keeps count, total and maximum per name; when a
-    nested scope ends, its timers are added to the enclosing scope's.  The time is recorded even when the block raises; the exception propagates
-    unchanged.  Outside any scope, ``timed`` records nothing and costs one context-variable lookup.
+    Each use adds one call to the current scope, which keeps count, total and maximum per name;
+    when a nested scope ends, its timers are added to the enclosing scope's.  The time is recorded
+    even when the block raises; the exception propagates unchanged.  Outside any scope, ``timed``
+    records nothing and costs one context-variable lookup.
 
     >>> import obslog
     >>> with obslog.scope("job") as s:
@@ -595,7 +605,7 @@ class timed(_AsyncWith):  # noqa: N801 - used like a function: ``with timed("db_
         # Pair this exit with a use entered in the same scope.  Within one scope which start goes
         # with which end does not matter: count and total come out the same.
         more = self._more
-        assert more  # noqa: S101 - only called when there are overlapping uses
+        assert more  # only called when there are overlapping uses
         current = _CURRENT.get()
         if self._scope is current:
             found = self._scope, self._start
@@ -630,17 +640,19 @@ class timed(_AsyncWith):  # noqa: N801 - used like a function: ``with timed("db_
 
 def in_context(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Callable[[], Any]:
     """
-    Return a no-argument callable that runs ``fn(*args, **kwargs)`` in a copy of the current context.
+    Return a no-argument callable that runs ``fn(*args, **kwargs)`` in a copy of the current
+    context.
 
-    ``ThreadPoolExecutor`` and ``loop.run_in_executor`` do not copy context variables; wrap the work:
+    ``ThreadPoolExecutor`` and ``loop.run_in_executor`` do not copy context variables; wrap the
+    work:
 
     .. code-block:: python
 
         pool.submit(obslog.in_context(fetch, order_id))
         await loop.run_in_executor(None, obslog.in_context(fetch, order_id))
 
-    Timers recorded by the work land in the caller's scope.  ``asyncio.to_thread`` copies the context
-    by itself and needs no wrapper.
+    Timers recorded by the work land in the caller's scope.  ``asyncio.to_thread`` copies the
+    context by itself and needs no wrapper.
 
     .. versionadded:: 0.1.0
     """

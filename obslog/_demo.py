@@ -1,10 +1,10 @@
 """
 ``obslog demo``: a small shop service on localhost, driven by a built-in load loop.
 
-Needs no outside service.  The server is the standard library's ``ThreadingHTTPServer``; each request
-runs in a request scope with timed ``db_query``, ``cache_get`` and ``remote_call`` blocks (short
-sleeps standing in for the real work), some requests fail and some are slow.  Every line printed is a
-real obslog line, as a service would write it.
+Needs no outside service.  The server is the standard library's ``ThreadingHTTPServer``; each
+request runs in a request scope with timed ``db_query``, ``cache_get`` and ``remote_call`` blocks
+(short sleeps standing in for the real work), some requests fail and some are slow.  Every line
+printed is a real obslog line, as a service would write it.
 """
 
 from __future__ import annotations
@@ -115,10 +115,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go in two writes on a kept-alive connection
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # stdlib signature
         """Silence the stdlib access log: the canonical line is the access log."""
 
-    def _route(self) -> tuple[str, Callable[..., tuple[int, dict[str, Any]]] | None, tuple[str, ...]]:
+    def _route(
+        self,
+    ) -> tuple[str, Callable[..., tuple[int, dict[str, Any]]] | None, tuple[str, ...]]:
         path = self.path.split("?", 1)[0]
         for method, template, pattern, name in _ROUTES:
             match = pattern.fullmatch(path)
@@ -132,8 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         extra = self.server.extra_routes.get(self.path.split("?", 1)[0])
         if extra is not None:
-            status, headers, body = extra(self)
-            self._send(status, body, headers)
+            status, headers, raw = extra(self)
+            self._send(status, raw, headers)
             return
         route, handler, args = self._route()
         traceparent = parse_traceparent(self.headers.get("traceparent"))
@@ -154,10 +156,12 @@ class _Handler(BaseHTTPRequestHandler):
                     req.status = 500  # until the handler returns
                     status, body = handler(*args)
                 req.status = status
-        except Exception:  # noqa: BLE001 - reported on the canonical line; answer 500
+        except Exception:  # reported on the canonical line; answer 500
             status, body = 500, {"error": "internal"}
         payload = json.dumps(body).encode()
-        self._send(status, payload, {"Content-Type": "application/json", "X-Request-ID": req.request_id})
+        self._send(
+            status, payload, {"Content-Type": "application/json", "X-Request-ID": req.request_id}
+        )
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
@@ -167,7 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_POST = _serve  # noqa: N815 - stdlib naming
+    do_GET = do_POST = _serve  # stdlib naming
 
 
 ExtraRoute = Callable[[BaseHTTPRequestHandler], tuple[int, dict[str, str], bytes]]

@@ -24,7 +24,7 @@ __all__ = [
 MAX_REQUEST_ID_LENGTH = 128
 
 # Printable ASCII without space: UUIDs, nginx's 32-hex $request_id, ULIDs, AWS trace ids all pass.
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_REQUEST_ID_LENGTH)
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_REQUEST_ID_LENGTH)  # noqa: UP031 - regex braces
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16

@@ -46,7 +46,7 @@ def _default(obj: Any) -> Any:
         return list(obj)
     try:
         return repr(obj)
-    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not lose the line
+    except Exception as exc:  # a broken __repr__ must not lose the line
         return f"<unrepresentable {type(obj).__qualname__}: {type(exc).__name__}>"
 
 
@@ -63,8 +63,8 @@ def sanitize(obj: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> 
     Return a copy of *obj* that both encoders accept.
 
     Strings with lone surrogates are escaped, ``NaN``/``Infinity`` become ``None``, keys become
-    strings, cycles become ``"<cycle>"``, nesting below :data:`MAX_DEPTH` becomes ``"<too deep>"`` and
-    other objects their ``repr``.
+    strings, cycles become ``"<cycle>"``, nesting below :data:`MAX_DEPTH` becomes
+    ``"<too deep>"`` and other objects their ``repr``.
     """
     if isinstance(obj, str):
         return _clean_str(obj)

@@ -1,8 +1,9 @@
 """
 The log schema in one place: build a line's fields, then render them as JSON or for a console.
 
-Both logging paths call :func:`build`: the stdlib formatter with a ``LogRecord``'s parts, the structlog
-renderer with an event dict's.  That is why a stdlib line and a structlog line have the same fields.
+Both logging paths call :func:`build`: the stdlib formatter with a ``LogRecord``'s parts, the
+structlog renderer with an event dict's.  That is why a stdlib line and a structlog line have the
+same fields.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import time
 import traceback
 
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -56,7 +58,9 @@ _ts_prefix = ""
 
 
 def format_timestamp(created: float) -> str:
-    """Return *created* (epoch seconds) as RFC 3339 UTC with microseconds: ``...T15:20:01.123456Z``."""
+    """
+    Return *created* (epoch seconds) as RFC 3339 UTC with microseconds: ``...T15:20:01.123456Z``.
+    """
     global _ts_second, _ts_prefix
     second = int(created)
     if second != _ts_second:
@@ -65,16 +69,25 @@ def format_timestamp(created: float) -> str:
         _ts_second = second
     # Round to the microsecond (float seconds lose the last digit), never up into the next second.
     micros = (created - second) * 1e6 + 0.5
-    return "%s.%06dZ" % (_ts_prefix, micros if micros < 999999.0 else 999999)  # noqa: UP031
+    return "%s.%06dZ" % (_ts_prefix, micros if micros < 999999.0 else 999999)  # noqa: UP031 - hot path: %-formatting is fastest
+
+
+def epoch_micros(created: float) -> int:
+    """
+    Return *created* (epoch seconds) in whole microseconds, rounded as :func:`format_timestamp`.
+    """
+    second = int(created)
+    micros = (created - second) * 1e6 + 0.5
+    return second * 1_000_000 + int(micros if micros < 999999.0 else 999999)
 
 
 def _safe_str(value: object) -> str:
     try:
         return str(value)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not lose the line
+    except Exception:  # a broken __str__ must not lose the line
         try:
             return repr(value)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return f"<unprintable {type(value).__qualname__}>"
 
 
@@ -84,7 +97,7 @@ def _normalize_exc_info(exc_info: Any) -> ExcInfo | None:
     if isinstance(exc_info, BaseException):
         return type(exc_info), exc_info, exc_info.__traceback__
     if isinstance(exc_info, tuple) and len(exc_info) == 3 and exc_info[1] is not None:
-        return exc_info  # type: ignore[return-value]
+        return exc_info
     if exc_info is True:
         current = sys.exc_info()
         return current if current[1] is not None else None
@@ -92,7 +105,9 @@ def _normalize_exc_info(exc_info: Any) -> ExcInfo | None:
 
 
 def exc_fields(exc_info: Any) -> dict[str, str]:
-    """Return ``exc_type``, ``exc_message`` and ``stack`` for *exc_info* (an exception or a triple)."""
+    """
+    Return ``exc_type``, ``exc_message`` and ``stack`` for *exc_info* (an exception or a triple).
+    """
     info = _normalize_exc_info(exc_info)
     if info is None:
         return {}
@@ -101,7 +116,7 @@ def exc_fields(exc_info: Any) -> dict[str, str]:
     qualname = getattr(etype, "__qualname__", _safe_str(etype))
     try:
         stack = "".join(traceback.format_exception(etype, exc, tb)).rstrip("\n")
-    except Exception:  # noqa: BLE001
+    except Exception:
         stack = "<traceback unavailable>"
     return {
         "exc_type": qualname if module == "builtins" else f"{module}.{qualname}",
@@ -111,7 +126,9 @@ def exc_fields(exc_info: Any) -> dict[str, str]:
 
 
 def redact(value: Any, _depth: int = 0) -> Any:
-    """Return *value* with every secret key at any depth replaced by ``[REDACTED]`` (copies on change)."""
+    """
+    Return *value* with every secret key at any depth replaced by ``[REDACTED]`` (copies on change).
+    """
     if _depth > 32:
         return value
     if isinstance(value, dict):
@@ -125,7 +142,7 @@ def redact(value: Any, _depth: int = 0) -> Any:
         return value if out is None else out
     if isinstance(value, (list, tuple)):
         items = [redact(item, _depth + 1) for item in value]
-        if all(a is b for a, b in zip(items, value)):
+        if all(a is b for a, b in zip(items, value, strict=False)):
             return value
         return items
     return value
@@ -139,15 +156,15 @@ def build(
     pid: int | None,
     ctx: dict[str, Any] | None,
     timings: dict[str, Any] | None,
-    extras: dict[str, Any] | None,
+    extras: Mapping[str, Any] | None,
     exc_info: Any = None,
     stack_info: str | None = None,
 ) -> dict[str, Any]:
     """
     Return the fields of one line in schema order.
 
-    *extras* (``extra=`` or structlog keywords) are redacted; one that clashes with a schema field or
-    a bound field is kept as ``extra_<key>`` instead of overwriting it.
+    *extras* (``extra=`` or structlog keywords) are redacted; one that clashes with a schema field
+    or a bound field is kept as ``extra_<key>`` instead of overwriting it.
     """
     line: dict[str, Any] = {
         "timestamp": format_timestamp(created),
@@ -193,7 +210,7 @@ def _console_renderer(colors: bool) -> Any:
 
 
 def timings_text(timings: dict[str, Any]) -> str:
-    """Return timings as ``db_query=12.3ms×2(max 8.0) cache_get=0.4ms`` for people to read."""
+    """Return timings as ``db_query=12.3ms×2(max 8.0) cache_get=0.4ms`` for people to read."""  # noqa: RUF002 - the multiplication sign is meant
     parts = []
     for name, t in timings.items():
         if not isinstance(t, dict):
@@ -201,7 +218,7 @@ def timings_text(timings: dict[str, Any]) -> str:
             continue
         text = f"{name}={t.get('ms')}ms"
         if t.get("count", 1) != 1:
-            text += f"×{t.get('count')}(max {t.get('max_ms')}ms)"
+            text += f"×{t.get('count')}(max {t.get('max_ms')}ms)"  # noqa: RUF001 - the multiplication sign is meant
         parts.append(text)
     return " ".join(parts)
 

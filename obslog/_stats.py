@@ -1,9 +1,10 @@
 """
 Counters that make obslog's own failures visible.
 
-Logging must never raise into the application, so every failure that obslog swallows (a record that
-could not be rendered, a listener that raised, a line dropped by a full queue) is counted here.  The
-counters only grow; read them with :func:`obslog.stats` or scrape them through :mod:`obslog.metrics`.
+Logging must never raise into the application, so every failure that obslog swallows (a record
+that could not be rendered, a listener that raised, a line dropped by a full queue) is counted
+here.  The counters only grow; read them with :func:`obslog.stats` or scrape them through
+:mod:`obslog.metrics`.
 """
 
 from __future__ import annotations

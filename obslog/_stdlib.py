@@ -52,8 +52,8 @@ class ContextFilter(logging.Filter):
         """Attach the captured context to *record* and keep it."""
         try:
             if _CAPTURED not in record.__dict__ and type(record.msg) is not RenderedLine:
-                record._obslog = capture()  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - logging must not raise into the application
+                record._obslog = capture()
+        except Exception:  # logging must not raise into the application
             _stats.incr("render_errors")
         return True
 
@@ -64,8 +64,9 @@ class JsonFormatter(BaseJsonFormatter):
 
     A python-json-logger formatter: *fmt* names extra record attributes to include, and
     ``rename_fields``, ``static_fields``, ``defaults``, ``prefix`` and ``reserved_attrs`` work as
-    there.  Creating one installs :class:`ObslogLogger` as the logger class.  Rendering never raises: a record that cannot be rendered is written as a degraded line
-    with an ``obslog_error`` field and counted in ``obslog.stats()["render_errors"]``.
+    there.  Creating one installs :class:`ObslogLogger` as the logger class.  Rendering never
+    raises: a record that cannot be rendered is written as a degraded line with an
+    ``obslog_error`` field and counted in ``obslog.stats()["render_errors"]``.
 
     .. versionadded:: 0.1.0
     """
@@ -100,13 +101,13 @@ class JsonFormatter(BaseJsonFormatter):
             if self.fmt_name == "json":
                 return self.prefix + _json.dumps(self.line(record))
             return self.prefix + render(self.line(record), self.fmt_name)
-        except Exception as exc:  # noqa: BLE001 - logging must not raise into the application
+        except Exception as exc:  # logging must not raise into the application
             _stats.incr("render_errors")
             try:
                 message: Any = record.msg
                 if record.args:
                     message = f"{record.msg!r} % {record.args!r}"
-            except Exception:  # noqa: BLE001
+            except Exception:
                 message = "<unprintable message>"
             return degraded(level_name(record.levelno), str(record.name), message, exc)
 
@@ -185,14 +186,14 @@ class ObslogLogger(logging.Logger):
     """
     A ``logging.Logger`` whose ``extra`` may use any key.
 
-    The standard ``Logger.makeRecord`` raises ``KeyError`` into the application when an ``extra`` key
-    is a LogRecord attribute (``name``, ``msg``, ``message``, ...).  Here such a key is kept as
+    The standard ``Logger.makeRecord`` raises ``KeyError`` into the application when an ``extra``
+    key is a LogRecord attribute (``name``, ``msg``, ``message``, ...).  Here such a key is kept as
     ``extra_<key>`` instead.  :func:`obslog.configure` installs this class.
 
     .. versionadded:: 0.1.0
     """
 
-    def makeRecord(  # noqa: N802, PLR0913 - stdlib signature
+    def makeRecord(  # stdlib signature
         self,
         name: str,
         level: int,
@@ -206,7 +207,9 @@ class ObslogLogger(logging.Logger):
         sinfo: str | None = None,
     ) -> logging.LogRecord:
         """Make the record, renaming ``extra`` keys that would clash with record attributes."""
-        record = logging.getLogRecordFactory()(name, level, fn, lno, msg, args, exc_info, func, sinfo)
+        record = logging.getLogRecordFactory()(
+            name, level, fn, lno, msg, args, exc_info, func, sinfo
+        )
         if extra is not None:
             try:
                 items = extra.items()

@@ -37,7 +37,7 @@ from obslog._http import (
 try:
     from aiohttp import web
 except ImportError:  # pragma: no cover - exercised without the extra
-    web = None
+    web = None  # type: ignore[assignment]
 
 
 __all__ = [
@@ -65,7 +65,7 @@ _SENT_STATUS_KEY: Any = (
 class ActiveRequests(NamedTuple):
     """Requests in flight in this process, across every app using the middleware."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count on purpose
     """How many requests are being handled now."""
     oldest_age_s: float
     """Age in seconds of the oldest one; ``0.0`` when there is none."""

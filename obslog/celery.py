@@ -40,7 +40,7 @@ from obslog._ids import parse_traceparent, valid_request_id
 try:
     from celery import signals as _signals
 except ImportError:  # pragma: no cover - exercised only without the extra
-    _signals = None  # type: ignore[assignment]
+    _signals = None
 
 
 __all__ = [

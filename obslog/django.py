@@ -131,7 +131,7 @@ class ObslogMiddleware:
 
 def _route(request: Any) -> str:
     match = getattr(request, "resolver_match", None)
-    route = getattr(match, "route", None)
+    route: str | None = getattr(match, "route", None)
     if not route:
         return UNMATCHED_ROUTE
     return route if route.startswith(("/", "^")) else "/" + route

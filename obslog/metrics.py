@@ -65,10 +65,12 @@ import os
 import threading
 import time
 import warnings
+
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import prometheus_client
+
 from prometheus_client import values as _pc_values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
@@ -77,7 +79,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.multiprocess import mark_process_dead as _pc_mark_process_dead
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from obslog import _stats
 from obslog.runtime import Sampler, _Periodic
@@ -181,7 +183,7 @@ def multiprocess_dir() -> str | None:
         ``PROMETHEUS_MULTIPROC_DIR`` (or the deprecated lower-case spelling) when it is set.
     """
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get(
-        "prometheus_multiproc_dir"
+        "prometheus_multiproc_dir"  # noqa: SIM112 - the deprecated spelling, still honoured
     )
     return path or None
 
@@ -228,8 +230,7 @@ def _dir_lock(path: str, exclusive: bool) -> Iterator[None]:
 def _dead_pids(path: str) -> set[int]:
     me = os.getpid()
     pids = {_pid_of(name) for name in os.listdir(path)}
-    pids.discard(None)
-    return {pid for pid in pids if pid != me and not psutil.pid_exists(pid)}  # type: ignore[misc]
+    return {pid for pid in pids if pid is not None and pid != me and not psutil.pid_exists(pid)}
 
 
 def cleanup_dead_processes(path: str | None = None) -> list[int]:
@@ -345,7 +346,7 @@ class _RuntimeCollector:
         self._prefix = prefix
         self._sampler = Sampler()
 
-    def _families(self) -> list[Metric]:
+    def _families(self) -> list[GaugeMetricFamily]:
         p = self._prefix
         return [
             *(GaugeMetricFamily(p + suffix, doc, labels=["pid"])
@@ -496,7 +497,7 @@ class MetricsInstallation:
             registry=None,
             multiprocess_mode="livesum",
         )
-        own = [
+        own: list[Collector] = [
             self.request_duration,
             self.timer_duration,
             self.timer_calls,

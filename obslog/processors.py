@@ -28,6 +28,8 @@ from typing import Any
 
 import structlog
 
+from structlog.typing import EventDict
+
 from . import _stats
 from ._config import CONFIG
 from ._context import capture
@@ -36,8 +38,6 @@ from ._stdlib import RenderedLine
 
 
 __all__ = ["BoundLogger", "add_context", "redact_secrets", "render_to_stdlib"]
-
-EventDict = dict[str, Any]
 
 _METHOD_LEVEL = {
     "debug": "debug",
@@ -141,7 +141,7 @@ class BoundLogger(structlog.BoundLoggerBase):
             line_args, line_kw = self._process_event(method, event, kw)
         except structlog.DropEvent:
             return None
-        except Exception as exc:  # noqa: BLE001 - logging must not raise into the application
+        except Exception as exc:  # logging must not raise into the application
             _stats.incr("render_errors")
             line_args = (
                 RenderedLine(degraded(_METHOD_LEVEL[method], stdlib_logger.name, event, exc)),
@@ -155,7 +155,7 @@ class BoundLogger(structlog.BoundLoggerBase):
                 stdlib_logger.name, levelno, "(structlog)", 0, line_args[0], None, None
             )
             stdlib_logger.handle(record)
-        except Exception:  # noqa: BLE001
+        except Exception:
             _stats.incr("dropped")
         return None
 

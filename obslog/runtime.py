@@ -55,6 +55,7 @@ import os
 import threading
 import time
 import weakref
+
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -190,7 +191,7 @@ class Sampler:
             if _HAS_FDS:
                 fds: int | None = proc.num_fds()
             elif _HAS_HANDLES:  # pragma: no cover - Windows
-                fds = proc.num_handles()
+                fds = proc.num_handles()  # type: ignore[attr-defined]  # stubs: win32 only
             else:  # pragma: no cover
                 fds = None
         now = time.time()
@@ -227,7 +228,7 @@ class Sampler:
             "gc_count_gen2": count2,
         }
         collections = collected = uncollectable = 0
-        for gen, stat in zip(_GENERATIONS, gc.get_stats()):
+        for gen, stat in zip(_GENERATIONS, gc.get_stats(), strict=False):
             result[f"gc_collections_gen{gen}"] = stat["collections"]
             result[f"gc_collected_gen{gen}"] = stat["collected"]
             collections += stat["collections"]
@@ -390,12 +391,12 @@ class _Periodic:
             with self._run_lock:
                 self.fn()
         # A background thread must outlive any failure of the work it repeats.
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             _stats.incr(self._error_counter)
             if self._on_error is not None:
                 try:
                     self._on_error(exc)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     _stats.incr(self._error_counter)
             return False
         return True

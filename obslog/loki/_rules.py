@@ -33,6 +33,7 @@ import argparse
 import json
 import re
 import sys
+
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
