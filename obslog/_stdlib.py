@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from collections.abc import Mapping
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS, BaseJsonFormatter
@@ -24,6 +25,7 @@ from ._render import _LEVELS, build, degraded, level_name, render
 __all__ = ["ConsoleFormatter", "ContextFilter", "JsonFormatter", "ObslogLogger", "RenderedLine"]
 
 _CAPTURED = "_obslog"
+_NO_EXTRAS: Mapping[str, Any] = {}
 _EXTRA = "_obslog_extra"
 # Every attribute a bare LogRecord has, on this Python version.
 _BARE_RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
@@ -79,6 +81,8 @@ class JsonFormatter(BaseJsonFormatter):
         # with LogRecord attributes safe here too (the stdlib would raise KeyError into the app).
         install_logger_class()
         self._skip = frozenset(self.reserved_attrs) | _LOG_RECORD_KEYS | frozenset(RESERVED_ATTRS)
+        # Names the user asked python-json-logger to leave out beyond the LogRecord attributes.
+        self._custom_skip = self._skip - _LOG_RECORD_KEYS - frozenset(RESERVED_ATTRS)
         self._wanted = [f for f in self._required_fields if f not in ("message", "asctime")]
         self._asctime = "asctime" in self._required_fields
         # Decide once whether python-json-logger's options need the slower general path.
@@ -117,26 +121,29 @@ class JsonFormatter(BaseJsonFormatter):
         captured = d.get(_CAPTURED)
         ctx, timings = capture() if captured is None else captured
         msg = record.msg
-        skip = self._skip
-        extras: dict[str, Any] = {}
+        extras: Mapping[str, Any]
         if msg.__class__ is str and not record.args:
             event: Any = msg
+            extras = _NO_EXTRAS
         elif isinstance(msg, dict):
             extras = {k: v for k, v in msg.items() if k not in ("event", "message")}
             event = msg.get("event", msg.get("message", ""))
         else:
             event = record.getMessage()
-        stashed = d.get(_EXTRA)
-        if stashed is not None and len(d) == _BARE_LEN + 1 + len(stashed) + (_CAPTURED in d) + (
-            "message" in d
-        ) + ("asctime" in d):
-            # Fast path: ObslogLogger kept the ``extra`` dict and nothing was added since.
-            items = stashed.items()
+            extras = _NO_EXTRAS
+        stash = d.get(_EXTRA)
+        if (
+            stash is not None
+            and not self._custom_skip
+            and len(d) == stash[1] + (_CAPTURED in d) + ("message" in d) + ("asctime" in d)
+        ):
+            # Fast path: ObslogLogger kept the public ``extra`` keys and nothing was added since.
+            extras = {**extras, **stash[0]} if extras else stash[0]
         else:
-            items = d.items()
-        for key, value in items:
-            if key not in skip and key[:1] != "_":
-                extras[key] = value
+            skip = self._skip
+            found = {k: v for k, v in d.items() if k not in skip and k[:1] != "_"}
+            if found:
+                extras = {**extras, **found}
         if self._options:
             extras = self._apply_options(record, extras)
         return build(
@@ -152,7 +159,9 @@ class JsonFormatter(BaseJsonFormatter):
             record.stack_info,
         )
 
-    def _apply_options(self, record: logging.LogRecord, extras: dict[str, Any]) -> dict[str, Any]:
+    def _apply_options(
+        self, record: logging.LogRecord, extras: Mapping[str, Any]
+    ) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.defaults)
         d = record.__dict__
         for field in self._wanted:
@@ -217,14 +226,20 @@ class ObslogLogger(logging.Logger):
                 record.__dict__["extra_value"] = extra
                 return record
             clean: dict[str, Any] = {}
+            private = False
             for key, value in items:
                 if key.__class__ is not str:
                     key = str(key)
                 if key in _LOG_RECORD_KEYS:
                     key = f"extra_{key}"
+                elif key[:1] == "_":
+                    private = True
                 clean[key] = value
-            record.__dict__.update(clean)
-            record.__dict__[_EXTRA] = clean
+            d = record.__dict__
+            d.update(clean)
+            # The public keys, and how many attributes the record has now (this one included).
+            public = {k: v for k, v in clean.items() if k[:1] != "_"} if private else clean
+            d[_EXTRA] = (public, len(d) + 1)
         return record
 
 
