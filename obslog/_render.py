@@ -178,8 +178,12 @@ def build(
     if extras:
         secrets = _secret_cache
         for key, value in extras.items():
+            if key.__class__ is not str:
+                key = str(key)
             if key in line or key in PROTECTED:
                 key = f"extra_{key}"
+            elif key[:1] == "_":  # private by convention (python-json-logger, structlog)
+                continue
             secret = secrets.get(key)
             if secret is None:
                 secret = is_secret(key)

@@ -220,26 +220,23 @@ class ObslogLogger(logging.Logger):
             name, level, fn, lno, msg, args, exc_info, func, sinfo
         )
         if extra is not None:
-            try:
-                items = extra.items()
-            except AttributeError:  # not a mapping: keep it visible rather than raise
-                record.__dict__["extra_value"] = extra
-                return record
-            clean: dict[str, Any] = {}
-            private = False
-            for key, value in items:
-                if key.__class__ is not str:
-                    key = str(key)
-                if key in _LOG_RECORD_KEYS:
-                    key = f"extra_{key}"
-                elif key[:1] == "_":
-                    private = True
-                clean[key] = value
             d = record.__dict__
+            if extra.__class__ is dict and _LOG_RECORD_KEYS.isdisjoint(extra):
+                clean = dict(extra)  # a copy: the caller may change its dict after the call
+            else:
+                try:
+                    items = extra.items()
+                except AttributeError:  # not a mapping: keep it visible rather than raise
+                    d["extra_value"] = extra
+                    return record
+                clean = {}
+                for key, value in items:
+                    if key.__class__ is not str:
+                        key = str(key)
+                    clean[f"extra_{key}" if key in _LOG_RECORD_KEYS else key] = value
             d.update(clean)
-            # The public keys, and how many attributes the record has now (this one included).
-            public = {k: v for k, v in clean.items() if k[:1] != "_"} if private else clean
-            d[_EXTRA] = (public, len(d) + 1)
+            # The extra keys, and how many attributes the record has now (this one included).
+            d[_EXTRA] = (clean, len(d) + 1)
         return record
 
 
