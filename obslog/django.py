@@ -159,18 +159,32 @@ def _finish(
         scope.__exit__(type(exc), exc, exc.__traceback__)
 
 
-class _SyncBody:
-    """A streaming body that ends the scope after its last chunk or on close."""
+class _Body:
+    """A streaming body that ends the request's scope after its last chunk, or when closed."""
 
-    __slots__ = ("_done", "_it", "_request", "_response", "_scope", "_source")
+    __slots__ = ("_done", "_request", "_response", "_scope", "_source")
 
     def __init__(self, source: Any, scope: Scope, request: Any, response: Any) -> None:
         self._source = source
-        self._it: Iterator[bytes] = iter(source)
         self._scope = scope
         self._request = request
         self._response = response
         self._done = False
+
+    def _end(self, exc: BaseException | None, *, cancelled: bool = False) -> None:
+        if not self._done:
+            self._done = True
+            _finish(self._scope, self._request, self._response, exc, cancelled=cancelled)
+
+
+class _SyncBody(_Body):
+    """A sync streaming body; closed before its end means the client abandoned it."""
+
+    __slots__ = ("_it",)
+
+    def __init__(self, source: Any, scope: Scope, request: Any, response: Any) -> None:
+        super().__init__(source, scope, request, response)
+        self._it: Iterator[bytes] = iter(source)
 
     def __iter__(self) -> _SyncBody:
         return self
@@ -194,24 +208,15 @@ class _SyncBody:
         finally:
             self._end(None, cancelled=True)
 
-    def _end(self, exc: BaseException | None, *, cancelled: bool = False) -> None:
-        if not self._done:
-            self._done = True
-            _finish(self._scope, self._request, self._response, exc, cancelled=cancelled)
 
-
-class _AsyncBody:
+class _AsyncBody(_Body):
     """The async twin of :class:`_SyncBody`."""
 
-    __slots__ = ("_done", "_it", "_request", "_response", "_scope", "_source")
+    __slots__ = ("_it",)
 
     def __init__(self, source: Any, scope: Scope, request: Any, response: Any) -> None:
-        self._source = source
+        super().__init__(source, scope, request, response)
         self._it: AsyncIterator[bytes] = aiter(source)
-        self._scope = scope
-        self._request = request
-        self._response = response
-        self._done = False
 
     def __aiter__(self) -> _AsyncBody:
         return self
@@ -229,8 +234,3 @@ class _AsyncBody:
     def close(self) -> None:
         """Called by Django when the response is closed (possibly from a worker thread)."""
         self._end(None, cancelled=True)
-
-    def _end(self, exc: BaseException | None, *, cancelled: bool = False) -> None:
-        if not self._done:
-            self._done = True
-            _finish(self._scope, self._request, self._response, exc, cancelled=cancelled)
