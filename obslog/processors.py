@@ -50,13 +50,6 @@ _METHOD_LEVEL = {
     "critical": "critical",
     "fatal": "critical",
 }
-_LEVEL_NO = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-}
 # Keys that structlog's own processors may have added and that the line sets itself.
 _OWN_KEYS = ("timestamp", "level", "logger")
 
@@ -130,11 +123,11 @@ class BoundLogger(structlog.BoundLoggerBase):
     .. versionadded:: 0.1.0
     """
 
-    def _emit(self, method: str, event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
-        levelno = _LEVEL_NO[_METHOD_LEVEL[method]]
+    def _emit(
+        self, method: str, levelno: int, event: Any, args: tuple[Any, ...], kw: dict[str, Any]
+    ) -> Any:
+        # Callers have checked isEnabledFor(levelno): a filtered-out call costs one method call.
         stdlib_logger = self._logger
-        if not stdlib_logger.isEnabledFor(levelno):
-            return None
         try:
             if args:
                 event = event % args
@@ -161,53 +154,67 @@ class BoundLogger(structlog.BoundLoggerBase):
 
     def debug(self, event: Any = None, *args: Any, **kw: Any) -> Any:
         """Log *event* at DEBUG."""
-        return self._emit("debug", event, args, kw)
+        if not self._logger.isEnabledFor(logging.DEBUG):
+            return None
+        return self._emit("debug", logging.DEBUG, event, args, kw)
 
     def info(self, event: Any = None, *args: Any, **kw: Any) -> Any:
         """Log *event* at INFO."""
-        return self._emit("info", event, args, kw)
+        if not self._logger.isEnabledFor(logging.INFO):
+            return None
+        return self._emit("info", logging.INFO, event, args, kw)
 
     msg = info
 
     def warning(self, event: Any = None, *args: Any, **kw: Any) -> Any:
         """Log *event* at WARNING."""
-        return self._emit("warning", event, args, kw)
+        if not self._logger.isEnabledFor(logging.WARNING):
+            return None
+        return self._emit("warning", logging.WARNING, event, args, kw)
 
     warn = warning
 
     def error(self, event: Any = None, *args: Any, **kw: Any) -> Any:
         """Log *event* at ERROR."""
-        return self._emit("error", event, args, kw)
+        if not self._logger.isEnabledFor(logging.ERROR):
+            return None
+        return self._emit("error", logging.ERROR, event, args, kw)
 
     def exception(self, event: Any = None, *args: Any, **kw: Any) -> Any:
         """Log *event* at ERROR with the exception being handled."""
+        if not self._logger.isEnabledFor(logging.ERROR):
+            return None
         kw.setdefault("exc_info", True)
-        return self._emit("exception", event, args, kw)
+        return self._emit("exception", logging.ERROR, event, args, kw)
 
     def critical(self, event: Any = None, *args: Any, **kw: Any) -> Any:
         """Log *event* at CRITICAL."""
-        return self._emit("critical", event, args, kw)
+        if not self._logger.isEnabledFor(logging.CRITICAL):
+            return None
+        return self._emit("critical", logging.CRITICAL, event, args, kw)
 
     fatal = critical
 
     def log(self, level: int, event: Any = None, *args: Any, **kw: Any) -> Any:
         """Log *event* at the numeric *level*."""
+        if not self._logger.isEnabledFor(level):
+            return None
         name = logging.getLevelName(level)
         method = name.lower() if isinstance(name, str) and name.lower() in _METHOD_LEVEL else "info"
-        return self._emit(method, event, args, kw)
+        return self._emit(method, level, event, args, kw)
 
     async def ainfo(self, event: Any = None, *args: Any, **kw: Any) -> Any:
         """Log *event* at INFO (async spelling; logging itself does not block on I/O here)."""
-        return self._emit("info", event, args, kw)
+        return self.info(event, *args, **kw)
 
     async def awarning(self, event: Any = None, *args: Any, **kw: Any) -> Any:
         """Log *event* at WARNING (async spelling)."""
-        return self._emit("warning", event, args, kw)
+        return self.warning(event, *args, **kw)
 
     async def aerror(self, event: Any = None, *args: Any, **kw: Any) -> Any:
         """Log *event* at ERROR (async spelling)."""
-        return self._emit("error", event, args, kw)
+        return self.error(event, *args, **kw)
 
     async def adebug(self, event: Any = None, *args: Any, **kw: Any) -> Any:
         """Log *event* at DEBUG (async spelling)."""
-        return self._emit("debug", event, args, kw)
+        return self.debug(event, *args, **kw)
