@@ -1,7 +1,7 @@
 """
 One JSON encoding for every line: compact, UTF-8, never ``NaN``/``Infinity``, never raising.
 
-orjson is the fast path.  Without it, the standard library renders the same bytes: same separators,
+orjson is the fast path.  Without it, the standard library renders the same data: same separators,
 non-ASCII kept as is, ``NaN``/``Infinity`` as ``null``, unknown objects as their ``repr``.  Anything
 neither can encode directly (lone surrogates, cycles, absurd depth, non-string keys) goes through
 :func:`sanitize` first, so a line is always produced.
