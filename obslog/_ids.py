@@ -30,6 +30,16 @@ _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
 
+def _as_text(value: object) -> str | None:
+    """Return a header value as ``str``: bytes must be ASCII; anything else is ``None``."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    return value if isinstance(value, str) else None
+
+
 def new_request_id() -> str:
     """Return a new random request id: 32 lower-case hex characters."""
     return os.urandom(16).hex()
@@ -46,14 +56,8 @@ def valid_request_id(value: str | bytes | None) -> str | None:
     >>> valid_request_id("evil\\r\\nheader") is None
     True
     """
-    if value is None:
-        return None
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            value = bytes(value).decode("ascii")
-        except UnicodeDecodeError:
-            return None
-    if not isinstance(value, str) or _REQUEST_ID.fullmatch(value) is None:
+    value = _as_text(value)
+    if value is None or _REQUEST_ID.fullmatch(value) is None:
         return None
     return value
 
@@ -65,14 +69,8 @@ def parse_traceparent(value: str | bytes | None) -> tuple[str, str] | None:
     Version ``ff`` and all-zero ids are invalid (W3C Trace Context, section 3.2).  Version ``00``
     must not carry extra fields; later versions may.
     """
-    if value is None:
-        return None
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            value = bytes(value).decode("ascii")
-        except UnicodeDecodeError:
-            return None
-    if not isinstance(value, str) or len(value) > 512:
+    value = _as_text(value)
+    if value is None or len(value) > 512:
         return None
     match = _TRACEPARENT.fullmatch(value.strip())
     if match is None:
