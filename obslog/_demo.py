@@ -27,7 +27,7 @@ from typing import Any
 
 import obslog
 
-from ._ids import parse_traceparent, valid_request_id
+from ._http import resolve_ids
 
 
 __all__ = ["DemoServer", "run"]
@@ -138,16 +138,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, raw, headers)
             return
         route, handler, args = self._route()
-        traceparent = parse_traceparent(self.headers.get("traceparent"))
-        trace_id, span_id = traceparent if traceparent else (None, None)
+        ids = resolve_ids(self.headers.get("X-Request-ID"), self.headers.get("traceparent"))
         status, body = 500, {"error": "internal"}
-        req = obslog.request_scope(
-            method=self.command,
-            route=route,
-            request_id=valid_request_id(self.headers.get("X-Request-ID")),
-            trace_id=trace_id,
-            span_id=span_id,
-        )
+        req = obslog.request_scope(method=self.command, route=route, **ids.scope_fields())
         try:
             with req:
                 if handler is None:
