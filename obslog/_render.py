@@ -20,19 +20,12 @@ from typing import Any
 
 from . import _json
 from ._config import CONFIG, REDACTED, _secret_cache, is_secret
+from ._schema import PROTECTED
 
 
 __all__ = ["build", "exc_fields", "format_timestamp", "level_name", "redact", "render"]
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-
-# Fields an ``extra``/keyword value may not overwrite; a clash is kept as ``extra_<key>``.
-PROTECTED = frozenset(
-    {
-        "timestamp", "level", "logger", "event", "service", "env", "version", "pid",
-        "request_id", "trace_id", "span_id", "timings", "exc_type", "exc_message", "stack",
-    }
-)
 
 _CONTAINERS = (dict, list, tuple)
 _EMPTY: dict[str, Any] = {}
