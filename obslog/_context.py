@@ -153,6 +153,7 @@ class Scope(_AsyncWith):
         timers: ``name -> [count, total_ms, max_ms]``.
         exc: The exception that ended the scope, if any.
         emit: Set to ``False`` before exit to suppress the canonical line.
+        end: ``perf_counter()`` value at which ``duration_ms`` stops; ``None`` (default) means exit.
         level: Level of the canonical line; ``None`` picks it from the outcome.
 
     .. versionadded:: 0.1.0
@@ -167,6 +168,7 @@ class Scope(_AsyncWith):
         "_token",
         "duration_ms",
         "emit",
+        "end",
         "exc",
         "fields",
         "kind",
@@ -213,6 +215,9 @@ class Scope(_AsyncWith):
         self.emit = True
         self.parent: Scope | None = None
         self.start = 0.0
+        # perf_counter() at which duration_ms stops, when the work the scope times ended before
+        # the scope exits (an HTTP response's last byte, before background tasks).
+        self.end: float | None = None
         self._entered = False
         self._token: contextvars.Token[Scope | None] | None = None
         self._ctx: dict[str, Any] = {}
@@ -332,7 +337,8 @@ class Scope(_AsyncWith):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.duration_ms = max(perf_counter() - self.start, 0.0) * 1000.0
+        end = self.end if self.end is not None else perf_counter()
+        self.duration_ms = max(end - self.start, 0.0) * 1000.0
         self.exc = exc
         if self.outcome is None:
             self.outcome = _outcome(exc, self.status)
