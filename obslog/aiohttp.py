@@ -244,3 +244,82 @@ def _route(request: Any) -> str:
 def _client_gone(request: Any) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
+
+
+# --------------------------------------------------------------------------- health tiers
+# The /health, /ready and /metrics routes for aiohttp apps; the core lives in obslog.health.
+
+from obslog.health import HealthEndpoints, Readiness  # noqa: E402 - kept with the routes
+from obslog.health._endpoints import check_tier, endpoints_for  # noqa: E402
+
+
+__all__ += ["add_health_routes", "make_health_handler"]
+
+
+def make_health_handler(
+    target: HealthEndpoints | Readiness | None = None, *, tier: str, **options: Any
+) -> Callable[[Any], Awaitable[Any]]:
+    """
+    Return an aiohttp request handler that serves one tier.
+
+    ``/ready`` is awaited on the server's event loop and never blocks it.
+
+    Args:
+        target: A :class:`~obslog.health.Readiness` or :class:`~obslog.health.HealthEndpoints`.
+        tier: ``"health"``, ``"ready"`` or ``"metrics"``.
+        **options: Keyword arguments of :class:`~obslog.health.HealthEndpoints`.
+
+    Returns:
+        ``async def handler(request) -> web.Response``.
+
+    Raises:
+        ImportError: If aiohttp is not installed.
+        ValueError: On an unknown tier.
+
+    .. versionadded:: 0.2.0 (before: ``obslog.health.make_aiohttp_handler``, still available)
+    """
+    if web is None:
+        msg = "obslog.aiohttp needs aiohttp: pip install 'obslog[aiohttp]'"
+        raise ImportError(msg)
+    check_tier(tier)
+    endpoints = endpoints_for(target, options)
+
+    async def handler(request: Any) -> Any:
+        status, headers, body = await endpoints.respond_async(
+            tier, request.method, request.headers.get("Accept")
+        )
+        return web.Response(status=status, headers=dict(headers), body=body)
+
+    return handler
+
+
+def add_health_routes(
+    app: Any, target: HealthEndpoints | Readiness | None = None, **options: Any
+) -> HealthEndpoints:
+    """
+    Add GET (and HEAD) routes for the three tiers to an ``aiohttp.web.Application``.
+
+    Example::
+
+        app = web.Application()
+        obslog.aiohttp.setup(app)
+        obslog.aiohttp.add_health_routes(app, readiness, prefix="/ops")
+
+    Args:
+        app: The application (or a sub-application to mount with ``add_subapp``).
+        target: A :class:`~obslog.health.Readiness` or :class:`~obslog.health.HealthEndpoints`.
+        **options: Keyword arguments of :class:`~obslog.health.HealthEndpoints` (``prefix``,
+            ``*_path``, ...).
+
+    Returns:
+        The endpoints the routes serve.
+
+    Raises:
+        ImportError: If aiohttp is not installed.
+
+    .. versionadded:: 0.2.0 (before: ``obslog.health.add_aiohttp_routes``, still available)
+    """
+    endpoints = endpoints_for(target, options)
+    for path, tier in endpoints.routes.items():
+        app.router.add_get(path, make_health_handler(endpoints, tier=tier))
+    return endpoints

@@ -189,3 +189,87 @@ def _route_template(scope: MutableMapping[str, Any], root_path: str) -> str:
         # Starlette leaves the Mount itself in scope["route"].
         return (prefix or path).rstrip("/") + "/{path}"
     return prefix.rstrip("/") + path if prefix else path
+
+
+# --------------------------------------------------------------------------- health tiers
+# The /health, /ready and /metrics mount for ASGI apps; the core lives in obslog.health.
+
+from obslog.health import HealthEndpoints, Readiness  # noqa: E402 - kept with the mount
+from obslog.health._endpoints import NOT_FOUND, endpoints_for, with_length  # noqa: E402
+
+
+__all__ += ["make_health_app"]
+
+
+def make_health_app(
+    target: HealthEndpoints | Readiness | None = None,
+    *,
+    app: Callable[..., Awaitable[None]] | None = None,
+    **options: Any,
+) -> Callable[..., Awaitable[None]]:
+    """
+    Return an ASGI app serving the three tiers.
+
+    Mount it (``fastapi_app.mount("/ops", make_health_app(readiness))``) or wrap an app
+    (``make_health_app(readiness, app=ObslogMiddleware(asgi_app))``): requests for other paths
+    then go to *app*, so probes never reach the app or its request log.  A mount's
+    ``root_path`` is honoured.
+
+    Args:
+        target: A :class:`Readiness` (*options* build the endpoints) or a
+            :class:`HealthEndpoints`.
+        app: ASGI app that receives every other request (and lifespan events).
+        **options: Keyword arguments of :class:`HealthEndpoints` (``prefix``, ``*_path``,
+            ``metrics``).
+
+    Returns:
+        The ASGI application.
+
+    .. versionadded:: 0.2.0 (before: ``obslog.health.make_asgi_app``, still available)
+    """
+    endpoints = endpoints_for(target, options)
+
+    async def health_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope.get("path") or "/"
+            root = scope.get("root_path") or ""
+            if root and path.startswith(root):
+                path = path[len(root) :] or "/"
+            tier = endpoints.match(path)
+            if tier is None and app is not None:
+                await app(scope, receive, send)
+                return
+            if tier is None:
+                status, headers, body = NOT_FOUND
+            else:
+                accept = None
+                for key, value in scope.get("headers") or ():
+                    if key == b"accept":
+                        accept = value.decode("latin-1")
+                        break
+                status, headers, body = await endpoints.respond_async(tier, scope["method"], accept)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (k.lower().encode("latin-1"), v.encode("latin-1"))
+                        for k, v in with_length(headers, body)
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        elif app is not None:
+            await app(scope, receive, send)
+        elif kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    health_asgi.endpoints = endpoints  # type: ignore[attr-defined]
+    return health_asgi

@@ -234,3 +234,87 @@ class _AsyncBody(_Body):
     def close(self) -> None:
         """Called by Django when the response is closed (possibly from a worker thread)."""
         self._end(None, cancelled=True)
+
+
+# --------------------------------------------------------------------------- health tiers
+# The /health, /ready and /metrics views for Django; the core lives in obslog.health.
+
+from obslog.health import HealthEndpoints, Readiness  # noqa: E402 - kept with the views
+from obslog.health._endpoints import Response, endpoints_for  # noqa: E402
+
+
+__all__ += ["health_urls"]
+
+
+def health_urls(
+    target: HealthEndpoints | Readiness | None = None,
+    *,
+    asynchronous: bool = False,
+    **options: Any,
+) -> list[Any]:
+    """
+    Return URL patterns serving the three tiers, for a URLconf.
+
+    Example::
+
+        urlpatterns = [
+            path("ops/", include(obslog.django.health_urls(readiness))),
+            ...,
+        ]
+
+    Under ASGI (uvicorn, daphne, hypercorn) pass ``asynchronous=True``: the views then await
+    ``/ready`` on the server's event loop instead of holding a thread for it.  Under WSGI keep
+    the default, sync views.  The views are exempt from CSRF checks (they change nothing), so
+    other methods than GET and HEAD get 405.
+
+    Args:
+        target: A :class:`~obslog.health.Readiness` or :class:`~obslog.health.HealthEndpoints`.
+        asynchronous: Serve async views (for ASGI) instead of sync ones.
+        **options: Keyword arguments of :class:`~obslog.health.HealthEndpoints` (``prefix``,
+            ``*_path``, ...); paths are relative to where the patterns are included.
+
+    Returns:
+        A list of ``django.urls.path()`` patterns, named ``obslog-health``, ``obslog-ready``
+        and ``obslog-metrics``.
+
+    Raises:
+        ImportError: If Django is not installed.
+
+    .. versionadded:: 0.2.0
+    """
+    if _settings is None:
+        msg = "obslog.django needs Django: pip install 'obslog[django]'"
+        raise ImportError(msg)
+    from django.urls import path
+
+    endpoints = endpoints_for(target, options)
+    make = _async_health_view if asynchronous else _health_view
+    return [
+        path(route.lstrip("/"), make(endpoints, tier), name=f"obslog-{tier}")
+        for route, tier in endpoints.routes.items()
+    ]
+
+
+def _django_response(answer: Response) -> Any:
+    from django.http import HttpResponse
+
+    status, headers, body = answer
+    return HttpResponse(body, status=status, headers=dict(headers))
+
+
+def _health_view(endpoints: HealthEndpoints, tier: str) -> Any:
+    def health_view(request: Any) -> Any:
+        answer = endpoints.respond(tier, request.method, request.headers.get("Accept"))
+        return _django_response(answer)
+
+    health_view.csrf_exempt = True  # type: ignore[attr-defined]
+    return health_view
+
+
+def _async_health_view(endpoints: HealthEndpoints, tier: str) -> Any:
+    async def health_view(request: Any) -> Any:
+        answer = await endpoints.respond_async(tier, request.method, request.headers.get("Accept"))
+        return _django_response(answer)
+
+    health_view.csrf_exempt = True  # type: ignore[attr-defined]
+    return health_view

@@ -82,3 +82,43 @@ def _keep_exception(sender: Any, exception: BaseException, **extra: Any) -> None
     from flask import request
 
     request.environ[EXCEPTION_ENVIRON_KEY] = exception
+
+
+# --------------------------------------------------------------------------- health tiers
+
+from obslog.health import HealthEndpoints, Readiness  # noqa: E402 - kept with the helper
+from obslog.wsgi import make_health_app  # noqa: E402
+
+
+__all__ += ["add_health"]
+
+
+def add_health(
+    app: Any, target: HealthEndpoints | Readiness | None = None, **options: Any
+) -> HealthEndpoints:
+    """
+    Serve ``/health``, ``/ready`` and ``/metrics`` beside a Flask app.
+
+    Wraps ``app.wsgi_app``: the tiers answer before Flask sees the request.  Call it after
+    :func:`init_app`, so probes never reach the request log either.
+
+    Example::
+
+        app = Flask(__name__)
+        obslog.flask.init_app(app)
+        obslog.flask.add_health(app, readiness, prefix="/ops")
+
+    Args:
+        app: The ``flask.Flask`` application.
+        target: A :class:`~obslog.health.Readiness` or :class:`~obslog.health.HealthEndpoints`.
+        **options: Keyword arguments of :class:`~obslog.health.HealthEndpoints` (``prefix``,
+            ``*_path``, ...).
+
+    Returns:
+        The endpoints served.
+
+    .. versionadded:: 0.2.0
+    """
+    health_app = make_health_app(target, app=app.wsgi_app, **options)
+    app.wsgi_app = health_app
+    return health_app.endpoints  # type: ignore[attr-defined,no-any-return]

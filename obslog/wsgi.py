@@ -191,3 +191,59 @@ def _status_code(status: str) -> int | None:
         return int(status.split(" ", 1)[0])
     except ValueError:
         return None
+
+
+# --------------------------------------------------------------------------- health tiers
+# The /health, /ready and /metrics mount for WSGI apps; the core lives in obslog.health.
+
+import http  # noqa: E402 - kept with the mount
+
+from obslog.health import HealthEndpoints, Readiness  # noqa: E402
+from obslog.health._endpoints import NOT_FOUND, endpoints_for, with_length  # noqa: E402
+
+
+__all__ += ["make_health_app"]
+
+
+def make_health_app(
+    target: HealthEndpoints | Readiness | None = None,
+    *,
+    app: Callable[..., Iterable[bytes]] | None = None,
+    **options: Any,
+) -> Callable[..., Iterable[bytes]]:
+    """
+    Return a WSGI app serving the three tiers.
+
+    Mount it (werkzeug ``DispatcherMiddleware``) or wrap an app
+    (``make_health_app(readiness, app=ObslogMiddleware(wsgi_app))``): requests for other paths
+    then go to *app*, so probes never reach the app or its request log.  Paths are matched
+    against ``PATH_INFO``.  For Flask, :func:`obslog.flask.add_health` does the wrapping.
+
+    Args:
+        target: A :class:`Readiness` (*options* build the endpoints) or a
+            :class:`HealthEndpoints`.
+        app: WSGI app that receives every other request.
+        **options: Keyword arguments of :class:`HealthEndpoints`.
+
+    Returns:
+        The WSGI application.
+
+    .. versionadded:: 0.2.0 (before: ``obslog.health.make_wsgi_app``, still available)
+    """
+    endpoints = endpoints_for(target, options)
+
+    def health_wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        tier = endpoints.match(environ.get("PATH_INFO") or "/")
+        if tier is None and app is not None:
+            return app(environ, start_response)
+        if tier is None:
+            status, headers, body = NOT_FOUND
+        else:
+            status, headers, body = endpoints.respond(
+                tier, environ.get("REQUEST_METHOD", "GET"), environ.get("HTTP_ACCEPT")
+            )
+        start_response(f"{status} {http.HTTPStatus(status).phrase}", with_length(headers, body))
+        return [body]
+
+    health_wsgi.endpoints = endpoints  # type: ignore[attr-defined]
+    return health_wsgi
