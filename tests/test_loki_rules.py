@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import types
 
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,8 @@ import yaml
 
 from _require import IN_CI, require_binary
 
-from obslog.loki import _rules as generator
+from obslog.loki import cli as loki_cli
+from obslog.loki import rules as generator
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -343,32 +346,34 @@ class TestGenerator:
     def test_cli_timer_rules_equal_shipped(self, capsys):
         """The CLI's rules for the demo's timers are the shipped obslog-timers.yaml."""
         argv = ["rules", "--timer", "db_query", "--timer", "cache_get", "--timer", "remote_call"]
-        assert 0 == generator.main(argv)
-        assert (RULES / "obslog-timers.yaml").read_text() == capsys.readouterr().out
+        assert 0 == loki_cli.main(argv)
+        shipped = (RULES / "obslog-timers.yaml").read_text().split("\n", 2)[2]
+        assert shipped == capsys.readouterr().out.split("\n", 2)[2]
 
     def test_cli_service_and_output(self, tmp_path):
         """--service selects one service and names the group after it; --output writes a file."""
         output = tmp_path / "shop.yaml"
         argv = ["rules", "--service", "shop", "--timer", "render", "--output", str(output)]
-        assert 0 == generator.main(argv)
+        assert 0 == loki_cli.main(argv)
         document = yaml.safe_load(output.read_text())
         assert ["obslog-timers-shop"] == [g["name"] for g in document["groups"]]
         exprs = [rule["expr"] for rule in document["groups"][0]["rules"]]
         assert 3 == len(exprs)
-        assert all('{service_name="shop"}' in expr and "timings.render." in expr for expr in exprs)
+        selector = '{service_name="shop", obslog="request"}'
+        assert all(selector in expr and "timings.render." in expr for expr in exprs)
         assert [{"timer": "render"}] * 3 == [r["labels"] for r in document["groups"][0]["rules"]]
         assert [] == generator.lint(document)
 
     def test_cli_service_label(self, capsys):
         """--service-label service selects on the shipped stream label instead."""
-        assert 0 == generator.main(
+        assert 0 == loki_cli.main(
             ["rules", "--service", "shop", "--service-label", "service", "--timer", "t"]
         )
-        assert '{service="shop"}' in capsys.readouterr().out
+        assert '{service="shop", obslog="request"}' in capsys.readouterr().out
 
     def test_cli_all(self, capsys):
         """--all prints every group in one valid file."""
-        assert 0 == generator.main(["rules", "--all", "--service", "shop"])
+        assert 0 == loki_cli.main(["rules", "--all", "--service", "shop"])
         document = yaml.safe_load(capsys.readouterr().out)
         assert [
             "obslog-requests-shop",
@@ -393,12 +398,158 @@ class TestGenerator:
     )
     def test_cli_usage_errors(self, argv, capsys):
         """Missing or invalid timers and unknown options exit with status 2 and a message."""
-        assert 2 == generator.main(argv)
+        assert 2 == loki_cli.main(argv)
         assert capsys.readouterr().err
 
     def test_service_name_is_escaped(self):
         """A service name with a quote stays one LogQL string."""
         assert '{service_name="a\\"b"}' == generator.selector('a"b')
+
+
+class TestCanonicalStream:
+    """Rules read the canonical lines' own stream; the old selectors stay one switch away."""
+
+    def test_every_rule_selects_the_canonical_stream_of_its_events(self):
+        """Each selector names obslog="<event>" for the events its line filters keep."""
+        for name, rule in _all_rules():
+            selectors = re.findall(r"\{service_name=~\"\.\+\"[^}]*\}", rule["expr"])
+            assert selectors, name
+            for sel in selectors:
+                stream = r'obslog(="(request|task|runtime)"|=~"request\|task")'
+                assert re.fullmatch(r'\{service_name=~"\.\+", ' + stream + r"\}", sel), (name, sel)
+
+    def test_line_filter_and_parsed_event_are_kept(self):
+        """The stream selector comes first, then the event's line filter, then json with event."""
+        for name, rule in _all_rules():
+            for match in re.finditer(r'obslog="(\w+)"\} (\S+ \S+)', rule["expr"]):
+                event, following = match.groups()
+                assert f'|= `"event":"{event}"`' == following, name
+            for pipeline in re.findall(r"\| json [^|]*", rule["expr"]):
+                assert pipeline.startswith("| json event,"), name
+
+    def test_legacy_rules_differ_only_in_the_selector(self):
+        """--no-canonical-stream's files equal the shipped ones with the obslog matcher removed."""
+        for name, document in generator.build_files(canonical_stream=False).items():
+            shipped = (RULES / name).read_text(encoding="utf-8")
+            without_stream = re.sub(r', obslog=~?"[a-z|]+"', "", shipped)
+            assert without_stream == generator.render(document), name
+            assert "obslog=" not in generator.render(document)
+
+    def test_legacy_and_canonical_rules_have_the_same_records(self):
+        """Both layouts record the same series names, labels and alerts, in the same order."""
+
+        def shape(files):
+            return [
+                (rule.get("record") or rule.get("alert"), rule.get("labels"))
+                for document in files.values()
+                for group in document["groups"]
+                for rule in group["rules"]
+            ]
+
+        legacy = generator.build_files(canonical_stream=False)
+        assert shape(generator.build_files()) == shape(legacy)
+
+    def test_cli_no_canonical_stream(self, capsys):
+        """`obslog loki rules --no-canonical-stream` prints obslog 0.1's selectors."""
+        argv = ["rules", "--all", "--service", "shop", "--no-canonical-stream"]
+        assert 0 == loki_cli.main(argv)
+        out = capsys.readouterr().out
+        assert "obslog=" not in out
+        assert '{service_name="shop"} |= `"event":"request"`' in out
+        assert [] == generator.lint(yaml.safe_load(out))
+
+    def test_cli_header_names_the_command(self, capsys):
+        """A user's generated file says which command made it, not that tests compare it."""
+        assert 0 == loki_cli.main(["rules", "--timer", "render", "--service", "my shop"])
+        first, second = capsys.readouterr().out.splitlines()[:2]
+        assert "# Generated by `obslog loki rules --timer render --service 'my shop'`." == first
+        assert "tests compare" not in second
+        shipped = (RULES / "obslog-timers.yaml").read_text().splitlines()[1]
+        assert "# Edit the generator, not this file: tests compare the two." == shipped
+
+    @pytest.mark.parametrize(
+        ("args", "expected"),
+        [
+            (("request",), '{service_name=~".+", obslog="request"}'),
+            (("task", "shop"), '{service_name="shop", obslog="task"}'),
+            ((("task", "request"),), '{service_name=~".+", obslog=~"request|task"}'),
+            ((None, "shop"), '{service_name="shop", obslog=~"request|task|runtime"}'),
+        ],
+    )
+    def test_stream_selector(self, args, expected):
+        """stream_selector names the service and the canonical events, in a fixed order."""
+        assert expected == generator.stream_selector(*args)
+
+    def test_stream_selector_without_canonical_stream(self):
+        """canonical_stream=False gives the service-only selector of obslog 0.1."""
+        assert '{service="shop"}' == generator.stream_selector(
+            "request", "shop", label="service", canonical_stream=False
+        )
+
+    @pytest.mark.parametrize("event", ["job", "", ("request", "Request"), ()])
+    def test_stream_selector_refuses_other_events(self, event):
+        """Only the three canonical events can be selected: the label takes no other value."""
+        with pytest.raises(ValueError, match="canonical events are request, task, runtime"):
+            generator.stream_selector(event)
+
+
+class TestModules:
+    """The public modules, the old import path and the command dispatch."""
+
+    def test_old_import_path_reexports(self):
+        """obslog.loki._rules still offers the 0.1 names, as the same objects."""
+        from obslog.loki import _rules
+
+        for name in _rules.__all__:
+            if name != "main":
+                assert getattr(generator, name) is getattr(_rules, name), name
+        assert 0 == _rules.main(["rules", "--timer", "t", "-o", os.devnull])
+
+    @pytest.mark.parametrize("module", ["obslog.loki.rules", "obslog.loki._rules"])
+    def test_module_check_passes(self, module):
+        """`python -m obslog.loki.rules --check` (and the old module) accept the shipped files."""
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--check", str(RULES)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (0, "") == (result.returncode, result.stderr)
+
+    def test_modules_stay_small(self):
+        """No module of the rule generator exceeds 600 lines."""
+        package = ROOT / "obslog" / "loki" / "rules"
+        sizes = {p.name: len(p.read_text().splitlines()) for p in package.glob("*.py")}
+        assert {name: size for name, size in sizes.items() if size > 600} == {}
+
+    def test_dispatch_to_a_registered_action(self, monkeypatch, capsys):
+        """`obslog loki rules <action>` calls the registered function with the remaining args."""
+        calls = []
+        module = types.ModuleType("obslog_test_ruler")
+        module.push = lambda argv: calls.append(argv) or 3
+        monkeypatch.setitem(sys.modules, "obslog_test_ruler", module)
+        monkeypatch.setitem(loki_cli.RULES_ACTIONS, "push", ("obslog_test_ruler:push", "test"))
+        assert 3 == loki_cli.main(["rules", "push", "--url", "http://x"])
+        assert [["--url", "http://x"]] == calls
+
+    def test_missing_command_module_is_a_usage_error(self, monkeypatch, capsys):
+        """A command whose module is absent exits 2 with one line naming the command."""
+        monkeypatch.setitem(loki_cli.COMMANDS, "nothing", ("obslog.loki.nothing:main", "x"))
+        assert 2 == loki_cli.main(["nothing", "--flag"])
+        assert (
+            "obslog loki nothing: error: not available in this version of obslog\n"
+            == capsys.readouterr().err
+        )
+
+    def test_help_lists_commands(self, capsys):
+        """`obslog loki --help` lists rules and slo; `rules --help` lists push, diff, delete."""
+        assert 0 == loki_cli.main(["--help"])
+        out = capsys.readouterr().out
+        assert "rules" in out and "slo" in out
+        assert 0 == loki_cli.main(["rules", "--help"])
+        out = capsys.readouterr().out
+        assert all(action in out for action in ("push", "diff", "delete", "--no-canonical-stream"))
 
 
 class TestDashboard:
