@@ -407,7 +407,8 @@ class ShutdownCheck:
       stops itself (poll :attr:`shutting_down`);
     * an ignored signal stays ignored.
 
-    Signal handlers can only be installed from the main thread.
+    Signal handlers can only be installed from the main thread.  :meth:`close` (or removing the
+    check with ``readiness.remove(name)``) puts back the handlers it replaced.
 
     Example::
 
@@ -470,11 +471,36 @@ class ShutdownCheck:
                 self._prior[sig] = signal.signal(sig, self._on_signal)
 
     def uninstall(self) -> None:
-        """Restore the handlers that were in place before :meth:`install` (where still ours)."""
+        """
+        Restore the handlers that were in place before :meth:`install` (where still ours).
+
+        A handler installed after this check's, by someone else, is left in place.  Idempotent.
+        """
         for sig, prior in list(self._prior.items()):
             if signal.getsignal(sig) == self._on_signal:
                 signal.signal(sig, prior if prior is not None else signal.SIG_DFL)
             del self._prior[sig]
+
+    def close(self) -> None:
+        """
+        Restore the signal handlers this check replaced (see :meth:`uninstall`).
+
+        Also done when the check is removed from a :class:`~obslog.health.Readiness`
+        (``readiness.remove(name)``), or on leaving a ``with ShutdownCheck() as check:`` block.
+
+        .. versionadded:: 0.2.0
+        """
+        self.uninstall()
+
+    def __enter__(self) -> ShutdownCheck:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _obslog_removed(self) -> None:
+        # Called by Readiness.remove(): a check taken out of service gives its signals back.
+        self.uninstall()
 
     def trigger(self, reason: str = "shutdown requested") -> None:
         """Flip the check to failing without a signal (e.g. from a framework's shutdown hook)."""

@@ -362,6 +362,59 @@ class TestShutdownCheck:
 
         assert prior is signal.getsignal(signal.SIGTERM)
 
+    def test_close_restores_prior_handler(self, restore_sigterm):
+        """close() puts back the handler that was there before, and a second close() is a no-op."""
+
+        def prior(signum, frame):
+            """Prior handler."""
+
+        signal.signal(signal.SIGTERM, prior)
+        check = ShutdownCheck()
+        installed = signal.getsignal(signal.SIGTERM)
+
+        check.close()
+        check.close()
+
+        assert check._on_signal == installed
+        assert prior is signal.getsignal(signal.SIGTERM)
+
+    def test_with_block_restores_default_action(self, restore_sigterm):
+        """Leaving a with block restores the default action when no handler was there before."""
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        with ShutdownCheck() as check:
+            inside = signal.getsignal(signal.SIGTERM)
+
+        assert check._on_signal == inside
+        assert signal.SIG_DFL == signal.getsignal(signal.SIGTERM)
+
+    def test_removal_from_readiness_restores_prior_handler(self, restore_sigterm):
+        """Removing the check from a Readiness restores the handler it replaced."""
+
+        def prior(signum, frame):
+            """Prior handler."""
+
+        signal.signal(signal.SIGTERM, prior)
+        readiness = Readiness()
+        readiness.add("not_shutting_down", ShutdownCheck())
+
+        readiness.remove("not_shutting_down")
+
+        assert prior is signal.getsignal(signal.SIGTERM)
+
+    def test_close_leaves_a_later_handler_alone(self, restore_sigterm):
+        """A handler installed after the check's is not replaced by close()."""
+
+        def later(signum, frame):
+            """Installed after the check."""
+
+        check = ShutdownCheck()
+        signal.signal(signal.SIGTERM, later)
+
+        check.close()
+
+        assert later is signal.getsignal(signal.SIGTERM)
+
     def test_ignored_signal_stays_ignored(self, restore_sigterm):
         """With SIGTERM ignored before, the check flips and the process keeps running."""
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -220,12 +220,20 @@ class Readiness:
         """
         Unregister the check named *name*.
 
+        A check that holds process-wide state gives it back: a
+        :class:`~obslog.checks.ShutdownCheck` restores the signal handlers it replaced.
+
         Raises:
             KeyError: If no check has that name.
+
+        .. versionchanged:: 0.2.0 releases what the removed check holds.
         """
         with self._lock:
-            del self._checks[name]
+            check = self._checks.pop(name)
             self._cached = None
+        release = getattr(check.func, "_obslog_removed", None)
+        if release is not None:
+            release()
 
     def names(self) -> list[str]:
         """Return the registered check names in registration order."""
