@@ -20,9 +20,11 @@ around Starlette's ``ServerErrorMiddleware``, so the lines written by the
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter
 from typing import Any
 
-from obslog._context import request_scope
+from obslog import _stats
+from obslog._context import Scope, request_scope
 from obslog._http import (
     DEFAULT_REQUEST_ID_HEADER,
     UNMATCHED_ROUTE,
@@ -45,12 +47,14 @@ ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 class _Exchange:
     """What the middleware saw of one request/response exchange."""
 
-    __slots__ = ("complete", "disconnected", "gone_status", "started", "status")
+    __slots__ = ("complete", "completed_at", "disconnected", "gone_status", "started", "status")
 
     def __init__(self) -> None:
         self.status: int | None = None
         self.started = False
         self.complete = False
+        # perf_counter() when the last body byte was handed to the server.
+        self.completed_at = 0.0
         # Set only when the client left before the response was complete.
         self.disconnected = False
         self.gone_status: int | None = None
@@ -69,9 +73,12 @@ class ObslogMiddleware:
     Per request: the request id comes from the *request_id_header* if valid
     (else a new one), trace ids from the active OpenTelemetry span or a valid
     ``traceparent``; the route is Starlette's matched route template
-    (``scope["route"]``), or ``"<unmatched>"``.  The canonical line is written
-    when the app returns, after the last body byte was sent (and after
-    Starlette background tasks, which run inside the scope).  A client that
+    with its mounts' templates, bound as soon as the router has matched (so
+    lines written in the handler carry it too), or ``"<unmatched>"``.  The
+    canonical line is written when the app returns; ``duration_ms`` ends at
+    the last body byte.  Work the app does after it (Starlette background
+    tasks, which run inside the scope, their lines and timers included) is
+    reported as ``background_ms`` when it takes 1 ms or more.  A client that
     disconnects before the response completed, and a cancelled request, end
     with ``outcome="cancelled"``; an exception with ``status=500`` and the
     exception fields.  ``websocket`` and ``lifespan`` pass through untouched.
@@ -150,21 +157,24 @@ class ObslogMiddleware:
                 # Servers implementing ASGI spec 2.4 raise on a gone client.
                 exchange.client_gone()
                 raise
+            if exchange.complete and not exchange.completed_at:
+                exchange.completed_at = perf_counter()
 
         try:
             async with request_scope(
                 method=scope.get("method"), route=None, **ids.scope_fields()
             ) as req:
+                routed = _RoutedScope(scope, req)
                 try:
-                    await self.app(scope, receive_wrapper, send_wrapper)
+                    await self.app(routed, receive_wrapper, send_wrapper)
                 except BaseException as exc:
-                    req.bind(route=_route_template(scope, root_path))
+                    _finish(req, routed, root_path, exchange)
                     if exchange.disconnected:
                         mark_cancelled(req, exchange.gone_status)
                     else:
                         close_scope(req, exc, exchange.status, started=exchange.started)
                     raise
-                req.bind(route=_route_template(scope, root_path))
+                _finish(req, routed, root_path, exchange)
                 if exchange.disconnected:
                     mark_cancelled(req, exchange.gone_status)
                 else:
@@ -172,6 +182,164 @@ class ObslogMiddleware:
         except Exception:
             if self._reraise or not (exchange.complete or exchange.disconnected):
                 raise
+
+
+_BACKGROUND_MIN_S = 0.001
+
+
+def _finish(req: Scope, routed: _RoutedScope, root_path: str, exchange: _Exchange) -> None:
+    """Name the route (if routing never did) and end the duration at the response's last byte."""
+    if routed.bound is None:
+        req.bind(route=_route_template(routed, root_path))
+    if exchange.completed_at:
+        after = perf_counter() - exchange.completed_at
+        if after >= _BACKGROUND_MIN_S:
+            # Background tasks (and anything else the app did after the last byte): the client
+            # did not wait for it, so it is not in duration_ms.
+            req.end = exchange.completed_at
+            req.bind(background_ms=round(after * 1000.0, 3))
+
+
+_mount_types: tuple[type, ...] | None = None
+
+
+def _starlette_types() -> tuple[type, ...]:
+    """Return ``(Mount, Host)`` (imported on first use: only Starlette routers set a route)."""
+    global _mount_types
+    if _mount_types is None:
+        try:
+            from starlette.routing import Host, Mount
+        except ImportError:  # pragma: no cover - a route without Starlette
+            _mount_types = ()
+        else:
+            _mount_types = (Mount, Host)
+    return _mount_types
+
+
+def _is_mount(route: Any) -> bool:
+    types = _starlette_types()
+    return bool(types) and isinstance(route, types[0])
+
+
+def _is_host(route: Any) -> bool:
+    types = _starlette_types()
+    return bool(types) and isinstance(route, types[1])
+
+
+class _RoutedScope(dict[str, Any]):
+    """
+    The ASGI scope handed to the app: binds ``route`` as soon as a router has matched.
+
+    Starlette's and FastAPI's routers write what they matched into the scope (``route``,
+    ``root_path`` for a mount, ``endpoint``) before they call the endpoint; this dict watches
+    those writes, so the lines written inside the handler carry the route template.  Mount
+    prefixes are kept as templates (``/tenants/{tenant}``), never as the values of a request.
+    Per request this costs a few Python calls; the per-line path is unchanged (the route is an
+    ordinary bound field).
+    """
+
+    __slots__ = ("_owner", "_prefix", "_req", "_used", "bound")
+
+    def __init__(self, scope: MutableMapping[str, Any], req: Scope) -> None:
+        super().__init__(scope)
+        self._req = req
+        self._prefix = ""
+        self._owner: Any = None
+        self._used: Any = None  # the last route object consumed (a mount, a host)
+        self.bound: str | None = None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        dict.__setitem__(self, key, value)
+        if key == "route":
+            try:
+                if not _is_mount(value) and value is not self._used and "endpoint" in self:
+                    self._leaf()
+            except Exception:  # naming the route must never break the request
+                _stats.incr("route_errors")
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        child = dict(*args, **kwargs)
+        dict.update(self, child)
+        try:
+            if "root_path" in child:
+                self._mount(child)
+            elif "endpoint" in child:
+                self._leaf()
+        except Exception:  # naming the route must never break the request
+            _stats.incr("route_errors")
+
+    def _routes(self) -> Any:
+        owner = self._owner
+        if owner is None:
+            owner = self.get("router") or self.get("app")
+        return getattr(owner, "routes", None) or ()
+
+    def _mount(self, child: dict[str, Any]) -> None:
+        route = self.get("route")
+        if not _is_mount(route) or route is self._used:
+            # FastAPI's router does not write the mount it matched: find it.
+            endpoint = child.get("endpoint")
+            route = next(
+                (r for r in self._routes() if _is_mount(r) and r.app is endpoint), None
+            )
+        if route is None:
+            self._owner = child.get("endpoint")
+            return
+        self._used = route
+        self._owner = route
+        self._prefix += route.path_format.removesuffix("/{path}")
+        # Until an inner router matches: a mounted app that is not a router.
+        self._bind(self._prefix + "/{path}")
+
+    def _leaf(self) -> None:
+        route = self.get("route")
+        if route is None or route is self._used or _is_mount(route):
+            # FastAPI's router writes no route for plain Starlette routes (/docs, /openapi.json).
+            route = self._find()
+            if route is None:
+                return
+        if _is_host(route):
+            self._used = self._owner = route
+            return
+        path = _included_path(self, route) or getattr(route, "path_format", None)
+        if isinstance(path, str):
+            self._bind(self._prefix + path)
+
+    def _find(self) -> Any:
+        partial = None
+        for route in self._routes():
+            if _is_mount(route) or not hasattr(route, "matches"):
+                continue
+            match = route.matches(self)[0]
+            if match.name == "FULL":
+                return route
+            if match.name == "PARTIAL" and partial is None:
+                partial = route
+        return partial
+
+    def _bind(self, route: str) -> None:
+        if route != self.bound:
+            self.bound = route
+            self._req.bind(route=route)
+
+
+def _included_path(scope: MutableMapping[str, Any], route: Any) -> str | None:
+    """Return the full template of a route reached through ``include_router(prefix=...)``."""
+    # FastAPI >= 0.12x keeps included routes unprefixed and records the route it chose, with
+    # its prefixed template, in scope["fastapi"]; older versions prefix the route itself.
+    fastapi_scope = scope.get("fastapi")
+    if not isinstance(fastapi_scope, dict):
+        return None
+    context = fastapi_scope.get("effective_route_context")
+    if context is None or (
+        route is not getattr(context, "original_route", None)
+        and route is not getattr(context, "starlette_route", None)
+    ):
+        return None
+    path = getattr(getattr(context, "starlette_route", None), "path_format", None) or getattr(
+        context, "path_format", None
+    )
+    return path if isinstance(path, str) else None
 
 
 def _route_template(scope: MutableMapping[str, Any], root_path: str) -> str:

@@ -14,7 +14,8 @@ import pytest
 
 from _lines import canonical, wait_for
 from _servers import UvicornThread
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from starlette.routing import Mount, Route
 
 import obslog
 
+from obslog import metrics
 from obslog._http import UNMATCHED_ROUTE
 from obslog.asgi import ObslogMiddleware
 
@@ -79,7 +81,7 @@ def make_starlette(events: dict) -> Starlette:
     async def with_background(request: Request):
         async def work():
             with obslog.timed("send_mail"):
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.3)
             log.info("background task ran")
 
         return PlainTextResponse("queued", background=BackgroundTask(work))
@@ -330,6 +332,25 @@ class TestStarlette:
         assert 1 == line["timings"]["send_mail"]["count"]
         assert records.index(bg) < records.index(line)
 
+    def test_background_time_is_reported_apart_from_duration(self, lines):
+        """duration_ms ends at the last byte; the 300 ms background task is background_ms."""
+        events: dict = {}
+        with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
+            httpx.get(f"{base}/background")
+            records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        assert line["background_ms"] >= 300.0
+        assert line["timings"]["send_mail"]["ms"] >= 300.0
+        assert line["duration_ms"] < line["background_ms"]
+
+    def test_no_background_ms_without_background_work(self, lines):
+        """A response with nothing after its last byte has no background_ms field."""
+        events: dict = {}
+        with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
+            httpx.get(f"{base}/api/items/7")
+        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        assert "background_ms" not in line
+
     def test_detached_task_keeps_the_request_id(self, lines):
         """asyncio.create_task copies the context: a task outliving the request logs its id."""
         events: dict = {}
@@ -416,3 +437,118 @@ class TestAccessLogs:
         (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
         assert ({"a": 1}, "1") == (response.json(), response.headers["x-app"])
         assert [line["request_id"]] == response.headers.get_list("x-request-id")
+
+
+def make_tenants() -> Starlette:
+    async def items(request: Request):
+        log.info("listing items")
+        return PlainTextResponse("items")
+
+    async def deep(request: Request):
+        log.info("deep")
+        return PlainTextResponse("deep")
+
+    async def health(request: Request):
+        return PlainTextResponse("ok")
+
+    return Starlette(
+        routes=[
+            Mount(
+                "/tenants/{tenant}",
+                routes=[
+                    Route("/items", items),
+                    Mount("/projects/{project}", routes=[Route("/tasks/{task_id:int}", deep)]),
+                ],
+            ),
+            Route("/health", health),
+        ]
+    )
+
+
+class TestRouteOnHandlerLines:
+    """The route is bound as soon as routing matched: the handler's own lines carry it."""
+
+    def test_fastapi_handler_lines_carry_route_and_method(self, lines):
+        """Lines of an async and of a threadpool endpoint carry the route template and method."""
+        with UvicornThread(ObslogMiddleware(make_fastapi())) as base:
+            httpx.get(f"{base}/orders/42")
+            httpx.get(f"{base}/sync")
+            records = wait_for(lines, lambda ls: len(canonical(ls)) == 2)
+        (in_async,) = [r for r in records if r["event"] == "order read"]
+        (in_thread,) = [r for r in records if r["event"] == "in threadpool"]
+        assert ("GET", "/orders/{order_id}") == (in_async["method"], in_async["route"])
+        assert ("GET", "/sync") == (in_thread["method"], in_thread["route"])
+
+    def test_fastapi_included_router_prefix_is_in_the_route(self, lines):
+        """A route of a router included with a templated prefix logs the whole template."""
+        router = APIRouter()
+
+        @router.get("/items/{item_id}")
+        async def item(item_id: int):
+            log.info("item read")
+            return {"id": item_id}
+
+        app = FastAPI()
+        app.include_router(router, prefix="/v1/{tenant}")
+        with UvicornThread(ObslogMiddleware(app)) as base:
+            assert 200 == httpx.get(f"{base}/v1/acme/items/3").status_code
+            records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        (inside,) = [r for r in records if r["event"] == "item read"]
+        assert "/v1/{tenant}/items/{item_id}" == line["route"] == inside["route"]
+
+    def test_fastapi_own_routes_resolve_to_their_paths(self, lines):
+        """/docs, /openapi.json, /redoc and /docs/oauth2-redirect log their paths, not unmatched."""
+        paths = ["/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"]
+        with UvicornThread(ObslogMiddleware(make_fastapi())) as base, httpx.Client() as client:
+            statuses = [client.get(f"{base}{path}").status_code for path in paths]
+            records = wait_for(lines, lambda ls: len(canonical(ls)) == 4)
+        assert [200, 200, 200, 200] == statuses
+        assert paths == [line["route"] for line in canonical(records)]
+
+    def test_nested_mount_route_on_handler_lines(self, lines):
+        """A Starlette endpoint inside nested mounts logs the full template on its own line."""
+        with UvicornThread(ObslogMiddleware(make_tenants())) as base:
+            assert 200 == httpx.get(f"{base}/tenants/t1/projects/p9/tasks/5").status_code
+            records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        (inside,) = [r for r in records if r["event"] == "deep"]
+        template = "/tenants/{tenant}/projects/{project}/tasks/{task_id}"
+        assert template == line["route"] == inside["route"]
+
+    def test_fastapi_mounted_starlette_app_logs_templates(self, lines):
+        """A Starlette app mounted in FastAPI under a templated path logs the joined template."""
+        app = FastAPI()
+        app.mount("/shops/{shop}", make_tenants())
+        with UvicornThread(ObslogMiddleware(app)) as base:
+            assert 200 == httpx.get(f"{base}/shops/s1/tenants/t2/items").status_code
+            records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        (inside,) = [r for r in records if r["event"] == "listing items"]
+        assert "/shops/{shop}/tenants/{tenant}/items" == line["route"] == inside["route"]
+
+
+class TestMountTemplates:
+    """Mount path parameters never become route values (issue: 300 tenants filled /metrics)."""
+
+    def test_300_tenants_are_one_route_on_lines_and_metrics(self, lines):
+        """300 tenants give one route template on lines and one metrics label; a later route
+        still gets its own label, not <other>."""
+        installation = metrics.install(CollectorRegistry())
+        try:
+            with UvicornThread(ObslogMiddleware(make_tenants())) as base, httpx.Client() as client:
+                urls = [f"{base}/tenants/t{n}/items" for n in range(300)]
+                statuses = {client.get(url).status_code for url in urls}
+                client.get(f"{base}/health")
+                records = wait_for(lines, lambda ls: len(canonical(ls)) == 301)
+            body, _ = metrics.render_metrics()
+            routes = installation.route_count
+        finally:
+            metrics.uninstall()
+        assert {200} == statuses
+        assert {"/tenants/{tenant}/items", "/health"} == {r["route"] for r in canonical(records)}
+        assert 2 == routes
+        text = body.decode()
+        assert 'route="/tenants/{tenant}/items"' in text
+        assert 'route="/health"' in text
+        assert "<other>" not in text
