@@ -101,7 +101,8 @@ def middleware(
     The request id comes from *request_id_header* when valid (else a new
     one) and is echoed on the response; trace ids come from the active
     OpenTelemetry span or a valid ``traceparent``.  The route is the matched
-    resource's canonical template (``/orders/{id}``), or ``"<unmatched>"``.
+    resource's canonical template (``/orders/{id}``), or ``"<unmatched>"``, on every
+    line of the request (aiohttp matches the route before the middlewares run).
     A raised ``web.HTTPException`` is a normal response with its status.  A
     handler that is cancelled, or whose client has gone by the time it
     returns, ends with ``outcome="cancelled"``.
@@ -136,7 +137,10 @@ def middleware(
         _ACTIVE[token] = monotonic()
         http_exc = None
         try:
-            with request_scope(method=request.method, route=None, **ids.scope_fields()) as scope:
+            # aiohttp resolved the route before calling the middlewares: bind it now, so the
+            # handler's own lines carry it.
+            route = _route(request)
+            with request_scope(method=request.method, route=route, **ids.scope_fields()) as scope:
                 request[_SCOPE_KEY] = scope
                 try:
                     response = await handler(request)
@@ -145,7 +149,6 @@ def middleware(
                     http_exc = exc
                     response = exc
                 except BaseException as exc:
-                    scope.bind(route=_route(request))
                     if _client_gone(request):
                         mark_cancelled(scope, request.get(_SENT_STATUS_KEY))
                     else:
@@ -154,7 +157,6 @@ def middleware(
                             status = 504  # what aiohttp answers
                         close_scope(scope, exc, status, started=status is not None)
                     raise
-                scope.bind(route=_route(request))
                 if echo_request_id and not response.prepared:
                     response.headers[header] = scope.request_id
                 if not response.prepared and _client_gone(request):

@@ -128,6 +128,29 @@ class TestMiddleware:
         (app_line,) = [r for r in records if r["event"] == "order read"]
         assert echoed == app_line["request_id"]
 
+    async def test_handler_lines_carry_route_and_method(self, lines):
+        """Lines written in the handler and in an inner middleware carry the route and method."""
+        sub = web.Application()
+
+        async def sub_item(request):
+            log.info("sub item read")
+            return web.Response(text="sub")
+
+        sub.router.add_get("/items/{item_id}", sub_item)
+        app = make_app({})
+        app.add_subapp("/sub", sub)
+        async with serve_aiohttp(app) as base, aiohttp.ClientSession() as session:
+            for path in ("/orders/17", "/boom", "/sub/items/4"):
+                async with session.get(f"{base}{path}") as response:
+                    await response.read()
+            records = await wait_for(lines, lambda ls: len(canonical(ls)) == 3)
+        (in_handler,) = [r for r in records if r["event"] == "order read"]
+        (in_middleware,) = [r for r in records if r["event"] == "error page middleware ran"]
+        (in_subapp,) = [r for r in records if r["event"] == "sub item read"]
+        assert ("GET", "/orders/{order_id}") == (in_handler["method"], in_handler["route"])
+        assert ("GET", "/boom") == (in_middleware["method"], in_middleware["route"])
+        assert ("GET", "/sub/items/{item_id}") == (in_subapp["method"], in_subapp["route"])
+
     async def test_unmatched_and_http_exceptions(self, lines):
         """Unknown paths share the unmatched route; a raised HTTPNotFound is a normal 404."""
         async with serve_aiohttp(make_app({})) as base, aiohttp.ClientSession() as session:
