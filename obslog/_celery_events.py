@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import time
 
@@ -194,6 +195,10 @@ def _load_app(spec: str | None, broker: str | None) -> Any:
         app = Celery("obslog-celery-events", broker=broker, set_as_current=False)
     else:
         module_name, _, attr = spec.partition(":")
+        # As `celery -A`: the app's module is found from the current directory, also when this
+        # runs as the `obslog` console script (whose sys.path starts with its bin directory).
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
         module = importlib.import_module(module_name)
         app = getattr(module, attr or "app")
         if broker is not None:
@@ -316,18 +321,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.broker is None and args.app is None:
         parser.print_usage(sys.stderr)
-        print("obslog celery-events: give --broker URL or --app module:attr", file=sys.stderr)
+        print(
+            "obslog celery-events: error: give --broker URL or --app module:attr", file=sys.stderr
+        )
         return 2
     if args.limit is not None and args.limit < 1:
-        print("obslog celery-events: --limit must be >= 1", file=sys.stderr)
+        print("obslog celery-events: error: --limit must be >= 1", file=sys.stderr)
         return 2
+    seconds = (("--snapshot-interval", args.snapshot_interval), ("--timeout", args.timeout))
+    for option, value in seconds:
+        if value is not None and not value >= 0:  # also rejects nan
+            message = f"obslog celery-events: error: {option} must be >= 0, not {value}"
+            print(message, file=sys.stderr)
+            return 2
     try:
         app = _load_app(args.app, args.broker)
     except (ImportError, AttributeError) as exc:
-        print(f"obslog celery-events: cannot load the app: {exc}", file=sys.stderr)
+        print(f"obslog celery-events: error: cannot load the app: {exc}", file=sys.stderr)
         return 2
     # After importing the app: its module may configure logging for its worker.
-    logger = _configure_logging(args.service, args.level)
+    try:
+        logger = _configure_logging(args.service, args.level)
+    except (TypeError, ValueError) as exc:  # --level or an OBSLOG_* variable
+        print(f"obslog celery-events: error: {exc}", file=sys.stderr)
+        return 2
     handler = EventLogger(logger, worker_events=args.worker_events, limit=args.limit)
     try:
         run(app, handler, timeout=args.timeout, snapshot_interval=args.snapshot_interval)

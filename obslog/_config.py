@@ -139,15 +139,24 @@ def update(**settings: Any) -> None:
     The environment wins over arguments for ``OBSLOG_LEVEL``, ``OBSLOG_FORMAT`` and
     ``OBSLOG_SERVICE``, so operators can change them without a code change.
     """
+    from_env = {}
     for name, var in _ENV.items():
         env_value = os.environ.get(var)
         if env_value:
             settings[name] = env_value.lower() if name == "fmt" else env_value
-    validated = {
-        name: _validated(name, value)
-        for name, value in settings.items()
-        if value is not None
-    }
+            from_env[name] = var
+    validated = {}
+    for name, value in settings.items():
+        if value is None:
+            continue
+        try:
+            validated[name] = _validated(name, value)
+        except ValueError as exc:
+            if name not in from_env:
+                raise
+            # Name the variable: the caller's code never mentioned the bad value.
+            msg = f"environment variable {from_env[name]}={value!r}: {exc}"
+            raise ValueError(msg) from None
     for name, value in validated.items():
         setattr(CONFIG, name, value)
     _secret_cache.clear()

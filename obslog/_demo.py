@@ -30,7 +30,7 @@ import obslog
 from ._http import resolve_ids
 
 
-__all__ = ["DemoServer", "run"]
+__all__ = ["ROUTES", "DemoServer", "run"]
 
 log = logging.getLogger("shop")
 
@@ -108,6 +108,17 @@ _ROUTES: list[tuple[str, str, re.Pattern[str], str]] = [
     ("POST", "/checkout", re.compile(r"/checkout"), "checkout"),
 ]
 UNMATCHED_ROUTE = "<unmatched>"
+
+#: What ``obslog demo --help`` lists: method, route template, what it does.
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("GET", "/orders/{id}", "one order: cache, sometimes the database; ids > 900 answer 404"),
+    ("GET", "/orders", "list orders: two database queries, now and then a timeout (500)"),
+    ("GET", "/search", "a remote call, now and then slow"),
+    ("POST", "/checkout", "three queries and a payment call, now and then declined (500)"),
+    ("GET", "/health", "liveness (obslog.health)"),
+    ("GET", "/ready", "readiness: the shop listens and is not shutting down"),
+    ("GET", "/metrics", "Prometheus metrics (obslog.metrics)"),
+)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -289,8 +300,27 @@ def run(
     service: str = "shop",
     hold: bool = False,
 ) -> int:
-    """Configure obslog, serve the demo shop, drive *requests* requests through it; return 0."""
-    handler = obslog.configure(service=service, env="demo", version=obslog.__version__, fmt=fmt)
+    """
+    Configure obslog, serve the demo shop, drive *requests* requests through it; return 0.
+
+    Raises:
+        UsageError: The environment holds an invalid ``OBSLOG_*`` setting, or *port* cannot be
+            bound (in use, or not allowed).
+    """
+    from ._cli import UsageError
+
+    try:
+        handler = obslog.configure(
+            service=service, env="demo", version=obslog.__version__, fmt=fmt
+        )
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        server = DemoServer(port=port, seed=seed)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}"
+        ) from None
     stop = threading.Event()
 
     def on_error(record: logging.LogRecord) -> None:
@@ -302,7 +332,6 @@ def run(
             logging.Handler.handleError(handler, record)
 
     handler.handleError = on_error  # type: ignore[method-assign]
-    server = DemoServer(port=port, seed=seed)
     close_tiers = _serve_tiers(server)
     if threading.current_thread() is threading.main_thread():
         # `obslog demo --hold &` ignores SIGINT; stop cleanly on SIGTERM as well.
