@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import platform
 import sys
+
 from collections.abc import Callable
 from time import perf_counter
 
