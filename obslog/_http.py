@@ -28,6 +28,7 @@ __all__ = [
     "ACCESS_LOGGERS",
     "CLIENT_CLOSED_STATUS",
     "DEFAULT_REQUEST_ID_HEADER",
+    "FILTERED_ACCESS_LOGGERS",
     "UNMATCHED_ROUTE",
     "IncomingIds",
     "check_header_name",
@@ -58,10 +59,32 @@ ACCESS_LOGGERS: dict[str, int] = {
     "aiohttp.access": logging.CRITICAL + 1,
     # django.server logs 4xx as WARNING and 5xx as ERROR, still access lines.
     "django.server": logging.CRITICAL + 1,
-    # werkzeug writes access lines at INFO, its own errors at ERROR: keep those.
-    "werkzeug": logging.WARNING,
 }
-"""Loggers that write a per-request access line, and the level that mutes it."""
+"""Loggers that write only per-request access lines, and the level that mutes them."""
+
+FILTERED_ACCESS_LOGGERS = ("werkzeug",)
+"""Loggers that mix access lines with lines to keep: a filter drops only the access lines.
+
+werkzeug writes its startup lines (``Running on http://...``) and the access lines on the same
+logger, at the same level.
+"""
+
+
+class _WerkzeugAccessFilter(logging.Filter):
+    """Drop werkzeug's per-request access lines (``"GET / HTTP/1.1" 200 -``), keep the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg
+        # WSGIRequestHandler.log_request: '<addr> - - [<date>] "%s" %s %s' with three args.
+        return not (
+            isinstance(msg, str)
+            and msg.endswith(_WERKZEUG_ACCESS_SUFFIX)
+            and isinstance(record.args, tuple)
+            and len(record.args) == 3
+        )
+
+
+_WERKZEUG_ACCESS_SUFFIX = '] "%s" %s %s'
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
 
@@ -206,10 +229,15 @@ def silence_access_logs() -> None:
     With an obslog integration each request already ends with one canonical
     ``request`` line; the servers' own access lines would double it.  Each
     logger in :data:`ACCESS_LOGGERS` gets a level above anything it writes
-    for a request; werkzeug keeps its errors.  Prefer the servers' own switch
+    for a request.  werkzeug's logger gets a filter that drops only the
+    access lines: its startup line (``Running on http://...``) and its
+    errors stay.  Calling it again adds nothing.  Prefer the servers' own switch
     where there is one (``uvicorn.run(..., access_log=False)``,
     ``AppRunner(app, access_log=None)``, no ``--access-logfile`` for
     gunicorn): it also saves formatting the line.
     """
     for name, level in ACCESS_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
+    werkzeug = logging.getLogger("werkzeug")
+    if not any(isinstance(f, _WerkzeugAccessFilter) for f in werkzeug.filters):
+        werkzeug.addFilter(_WerkzeugAccessFilter())

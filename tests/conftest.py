@@ -24,7 +24,7 @@ from _require import require_port
 import obslog
 
 from obslog import _json
-from obslog._http import ACCESS_LOGGERS
+from obslog._http import ACCESS_LOGGERS, FILTERED_ACCESS_LOGGERS
 
 
 @pytest.fixture(autouse=True)
@@ -64,18 +64,19 @@ def _lines() -> Iterator[Callable[[], list[dict]]]:
     sio = io.StringIO()
     obslog.configure(stream=sio, level="INFO")
     saved = {}
-    for name in ACCESS_LOGGERS:
+    for name in (*ACCESS_LOGGERS, *FILTERED_ACCESS_LOGGERS):
         logger = logging.getLogger(name)
-        saved[name] = (logger.level, logger.propagate, logger.handlers[:])
+        saved[name] = (logger.level, logger.propagate, logger.handlers[:], logger.filters[:])
     # uvicorn's access_log=False stops propagation for the whole process; start each test clean.
     logging.getLogger("uvicorn.access").propagate = True
     yield lambda: parse_nonblank(sio)
     obslog.reset_defaults()
-    for name, (level, propagate, handlers) in saved.items():
+    for name, (level, propagate, handlers, filters) in saved.items():
         logger = logging.getLogger(name)
         logger.setLevel(level)
         logger.propagate = propagate
         logger.handlers[:] = handlers
+        logger.filters[:] = filters
 
 
 @pytest.fixture(name="redis_url")

@@ -157,6 +157,80 @@ class TestFlask:
         assert 2 == len(canonical(after))
 
 
+WERKZEUG_APP = textwrap.dedent(
+    """
+    import sys
+    import flask
+    import obslog, obslog.flask
+    from werkzeug.serving import run_simple
+
+    obslog.configure(stream=sys.stdout)
+    app = flask.Flask("wapp")
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id):
+        return {"id": item_id}
+
+    obslog.flask.init_app(app)
+    obslog.flask.silence_access_logs()
+    run_simple("127.0.0.1", int(sys.argv[1]), app)
+    """
+)
+
+
+class TestSilenceKeepsStartup:
+    """silence_access_logs() drops werkzeug's per-request lines only."""
+
+    def test_running_on_line_stays_access_lines_go(self, tmp_path):
+        """werkzeug's run_simple still logs "Running on http://..."; no access line is written."""
+        (tmp_path / "wapp.py").write_text(WERKZEUG_APP)
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, str(tmp_path / "wapp.py"), str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    response = httpx.get(f"http://127.0.0.1:{port}/items/3")
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise
+                    time.sleep(0.1)
+            httpx.get(f"http://127.0.0.1:{port}/nope")
+        finally:
+            proc.terminate()
+            out, err = proc.communicate(timeout=20)
+        records = [json.loads(line) for line in out.splitlines() if line]
+        werkzeug = [r["event"] for r in records if r["logger"] == "werkzeug"]
+        assert 200 == response.status_code
+        assert 1 == len([e for e in werkzeug if f"Running on http://127.0.0.1:{port}" in e])
+        assert [] == [e for e in werkzeug if "GET /" in e]
+        assert 2 == len(canonical(records))
+        assert "" == err
+
+    def test_filter_drops_only_access_records(self):
+        """The filter passes werkzeug's startup and error records, drops its access records."""
+        obslog.flask.silence_access_logs()
+        obslog.flask.silence_access_logs()
+        werkzeug = logging.getLogger("werkzeug")
+        (access_filter,) = werkzeug.filters
+
+        def record(msg, *args, level=logging.INFO):
+            return logging.LogRecord("werkzeug", level, __file__, 1, msg, args, None)
+
+        line = '127.0.0.1 - - [01/Dec/2026 02:00:00] "%s" %s %s'
+        access = record(line, "GET / HTTP/1.1", "200", "-")
+        startup = record(" * Running on http://127.0.0.1:5000")
+        error = record("Error on request:", level=logging.ERROR)
+        assert [False, True, True] == [access_filter.filter(r) for r in (access, startup, error)]
+
+
 class TestWithoutFlask:
     """obslog.flask names the missing extra when Flask is not installed."""
 
