@@ -9,6 +9,8 @@ import socket
 import time
 import uuid
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -552,3 +554,18 @@ class TestMountTemplates:
         assert 'route="/tenants/{tenant}/items"' in text
         assert 'route="/health"' in text
         assert "<other>" not in text
+
+
+class TestExtras:
+    """The README serves with `uvicorn main:application`: the extras bring a server."""
+
+    def test_fastapi_and_asgi_extras_include_uvicorn(self):
+        """pip install 'obslog[fastapi]' (or [asgi]) installs uvicorn as well."""
+        tomllib = pytest.importorskip("tomllib")
+        pyproject = Path(__file__).parent.parent / "pyproject.toml"
+        extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+        servers = {
+            name: [req for req in extras[name] if req.startswith("uvicorn")]
+            for name in ("fastapi", "asgi")
+        }
+        assert {"fastapi": ["uvicorn>=0.29"], "asgi": ["uvicorn>=0.29"]} == servers
