@@ -5,14 +5,16 @@ Set up stdlib logging and structlog in one call: :func:`configure` or :func:`dic
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
+from collections.abc import Mapping
 from typing import IO, Any
 
 import structlog
 
 from . import _config
-from ._stdlib import install_logger_class, make_formatter
+from ._stdlib import JsonFormatter, install_logger_class, make_formatter
 from .processors import BoundLogger, render_to_stdlib
 
 
@@ -34,8 +36,6 @@ def configure_structlog() -> None:
 def _settings(**settings: Any) -> None:
     _config.update(**settings)
     configure_structlog()
-    # After structlog: its LoggerFactory sets a logger class of its own.
-    install_logger_class()
 
 
 def _isatty(stream: Any) -> bool:
@@ -97,6 +97,8 @@ def configure(
         slow_ms=slow_ms,
         canonical_logger=canonical_logger,
     )
+    # After structlog: its LoggerFactory sets a logger class of its own.
+    install_logger_class()
     stream = stream if stream is not None else sys.stdout
     _config.update(colors=_config.CONFIG.fmt == "console" and _isatty(stream))
     handler = logging.StreamHandler(stream)
@@ -124,17 +126,24 @@ def dict_config(
     canonical_logger: str | None = None,
 ) -> dict[str, Any]:
     """
-    Return a ``logging.config.dictConfig`` dict that writes obslog lines; configure structlog too.
+    Return a ``logging.config.dictConfig`` dict that writes obslog lines; changes nothing itself.
 
-    The arguments are those of :func:`configure`.  Extend the dict with your own loggers and
+    The arguments are those of :func:`configure`; they are validated now (an invalid one raises
+    here) and the environment overrides apply.  The dict is plain data that carries every setting:
+    applying it with ``logging.config.dictConfig`` is what configures, exactly as
+    :func:`configure` does except that the logger class is left alone (see
+    :class:`~obslog.ObslogLogger`): it sets obslog's settings to the dict's (the others to their
+    defaults) and routes structlog through stdlib.  Extend the dict with your own loggers and
     handlers before passing it on; it keeps existing loggers enabled.
 
     >>> import logging.config, obslog
     >>> logging.config.dictConfig(obslog.dict_config(service="shop"))
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       Pure: nothing is configured until the dict is applied.
     """
-    _settings(
+    settings = _resolve(
         service=service,
         env=env,
         version=version,
@@ -145,15 +154,55 @@ def dict_config(
         slow_ms=slow_ms,
         canonical_logger=canonical_logger,
     )
-    formatter = (
-        "obslog.ConsoleFormatter" if _config.CONFIG.fmt == "console" else "obslog.JsonFormatter"
-    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"obslog": {"()": formatter}},
+        "formatters": {"obslog": {"()": f"{__name__}.configured_formatter", "settings": settings}},
         "handlers": {
             "obslog": {"class": "logging.StreamHandler", "stream": stream, "formatter": "obslog"}
         },
-        "root": {"level": logging.getLevelName(_config.CONFIG.level), "handlers": ["obslog"]},
+        "root": {
+            "level": logging.getLevelName(settings.get("level", logging.INFO)),
+            "handlers": ["obslog"],
+        },
     }
+
+
+def _resolve(**settings: Any) -> dict[str, Any]:
+    """
+    Return the settings given (or set in the environment), validated, as plain data.
+
+    The same rules as :func:`configure` (the environment wins), without storing anything.
+    """
+    for name, var in _config._ENV.items():
+        env_value = os.environ.get(var)
+        if env_value:
+            value: Any = env_value.lower() if name == "fmt" else env_value
+            try:
+                settings[name] = _config._validated(name, value)
+            except ValueError as exc:
+                msg = f"environment variable {var}={env_value!r}: {exc}"
+                raise ValueError(msg) from None
+    resolved: dict[str, Any] = {}
+    for name, value in settings.items():
+        if value is not None:
+            valid = _config._validated(name, value)
+            if isinstance(valid, (set, frozenset)):
+                valid = sorted(valid)
+            elif isinstance(valid, tuple):
+                valid = list(valid)
+            resolved[name] = valid
+    return resolved
+
+
+def configured_formatter(settings: Mapping[str, Any]) -> JsonFormatter:
+    """
+    Apply *settings* (from :func:`dict_config`) and return the formatter they ask for.
+
+    ``logging.config.dictConfig`` calls this for the dict :func:`dict_config` returns: obslog's
+    settings become *settings*, the others their defaults (nothing is left from an earlier call),
+    and structlog routes through stdlib.
+    """
+    _config.reset_defaults()
+    _settings(**dict(settings))
+    return make_formatter()

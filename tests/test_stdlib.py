@@ -62,12 +62,39 @@ class TestDictConfig:
         assert (200, "ok") == (canonical["status"], canonical["outcome"])
 
     def test_dict_config_is_plain_dict(self):
-        """dict_config returns plain data naming obslog's formatter by dotted path."""
-        config = obslog.dict_config(fmt="console")
+        """dict_config returns plain data carrying the settings; applying it picks the formatter."""
+        config = obslog.dict_config(fmt="console", service="shop", redact_keys=["pin"])
         assert json.loads(json.dumps(config)) == config
-        assert {"()": "obslog.ConsoleFormatter"} == config["formatters"]["obslog"]
-        assert {"()": "obslog.JsonFormatter"} == obslog.dict_config(fmt="json")["formatters"]["obslog"]
+        assert {"fmt": "console", "service": "shop", "redact_keys": ["pin"]} == (
+            config["formatters"]["obslog"]["settings"]
+        )
         assert False is config["disable_existing_loggers"]
+        config["handlers"]["obslog"]["stream"] = io.StringIO()
+        logging.config.dictConfig(config)
+        (handler,) = [h for h in logging.getLogger().handlers if h.get_name() == "obslog"]
+        assert obslog.ConsoleFormatter is type(handler.formatter)
+
+    def test_dict_config_is_pure(self):
+        """dict_config changes nothing until applied: obslog's settings and structlog stay as they were."""
+        before, structlog_before = obslog.get_config(), structlog.get_config()
+        obslog.dict_config(service="first", level="DEBUG", fmt="console", sample_rate=5)
+        assert before == obslog.get_config()
+        assert structlog_before == structlog.get_config()
+
+    def test_dict_config_applied_twice_leaves_nothing_behind(self):
+        """Applying a second dict_config dict gives its settings only, none of the first's."""
+        first, second = io.StringIO(), io.StringIO()
+        logging.config.dictConfig(obslog.dict_config(service="first", env="prod", stream=first))
+        logging.config.dictConfig(obslog.dict_config(version="2", stream=second))
+        logging.getLogger("t.dict.second").warning("x")
+        (line,) = parse(second)
+        assert ("2", None, None) == (line["version"], line.get("service"), line.get("env"))
+        assert (None, "2") == (obslog.get_config()["service"], obslog.get_config()["version"])
+
+    def test_dict_config_invalid_setting_raises_at_call(self):
+        """An invalid setting raises from dict_config itself, saying what is valid."""
+        with pytest.raises(ValueError, match="fmt must be one of"):
+            obslog.dict_config(fmt="xml")
 
     def test_dict_config_keeps_existing_loggers(self):
         """Loggers made before dictConfig keep working (disable_existing_loggers is False)."""
@@ -222,6 +249,254 @@ class TestJsonFormatterOptions:
         assert ("from dict", 1, "legacy", 2) == (a["event"], a["k"], b["event"], b["k"])
 
 
+class Point:
+    """A value JSON cannot encode."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def __repr__(self) -> str:
+        return f"Point({self.x})"
+
+
+def formatted(formatter: logging.Formatter, log: logging.Logger, *args, **kwargs) -> str:
+    """Log one record through *formatter* on *log* and return the raw output."""
+    stream = io.StringIO()
+    log.addHandler(handler_with(formatter, stream))
+    log.info(*args, **kwargs)
+    return stream.getvalue()
+
+
+class TestPythonJsonLoggerOptions:
+    def test_json_default_before_repr_fallback(self, own_logger):
+        """json_default encodes what it knows; what it refuses falls back to obslog's repr."""
+
+        def encode_complex(value):
+            if isinstance(value, complex):
+                return [value.real, value.imag]
+            raise TypeError(value)
+
+        raw = formatted(obslog.JsonFormatter(json_default=encode_complex), own_logger,
+                        "x", extra={"z": complex(3, 8), "p": Point(1)})
+        line = json.loads(raw)
+        assert ([3.0, 8.0], "Point(1)") == (line["z"], line["p"])
+        assert 1 == len(raw.splitlines())
+
+    def test_json_encoder(self, own_logger):
+        """json_encoder is used with its own default method."""
+
+        class PointEncoder(json.JSONEncoder):
+            def default(self, o):
+                return {"x": o.x} if isinstance(o, Point) else super().default(o)
+
+        line = json.loads(formatted(obslog.JsonFormatter(json_encoder=PointEncoder), own_logger,
+                                    "x", extra={"p": Point(2)}))
+        assert {"x": 2} == line["p"]
+
+    def test_json_serializer(self, own_logger):
+        """json_serializer receives python-json-logger's keyword arguments and writes the line."""
+        calls = []
+
+        def serializer(data, **kwargs):
+            calls.append(sorted(kwargs))
+            return "S" + json.dumps(data, **kwargs)
+
+        raw = formatted(obslog.JsonFormatter(json_serializer=serializer), own_logger, "x")
+        assert [["cls", "default", "ensure_ascii", "indent"]] == calls
+        assert "x" == json.loads(raw.removeprefix("S"))["event"]
+
+    def test_failing_serializer_is_counted(self, own_logger):
+        """A json_serializer that raises does not lose the line: obslog encodes it, counted."""
+
+        def serializer(data, **kwargs):
+            raise RuntimeError("broken")
+
+        before = obslog.stats()["render_errors"]
+        line = json.loads(formatted(obslog.JsonFormatter(json_serializer=serializer), own_logger, "kept"))
+        assert ("kept", before + 1) == (line["event"], obslog.stats()["render_errors"])
+
+    def test_json_indent(self, own_logger):
+        """json_indent writes indented JSON (one record, several lines)."""
+        raw = formatted(obslog.JsonFormatter(json_indent=2), own_logger, "x", extra={"k": 1})
+        assert raw.startswith('{\n  "timestamp": ')
+        assert (1, "x") == (json.loads(raw)["k"], json.loads(raw)["event"])
+
+    def test_json_ensure_ascii(self, own_logger):
+        """json_ensure_ascii=True escapes non-ASCII; by default it is written as is, compact."""
+        escaped = formatted(obslog.JsonFormatter(json_ensure_ascii=True), own_logger, "Привет")
+        plain = formatted(obslog.JsonFormatter(), own_logger, "Привет")
+        assert '"event":"\\u041f\\u0440' in escaped
+        assert '"event":"Привет"' in plain
+
+    def test_rename_schema_fields(self, own_logger):
+        """rename_fields renames schema fields; "message" names the event as in python-json-logger."""
+        formatter = obslog.JsonFormatter(
+            rename_fields={"message": "msg_text", "timestamp": "@timestamp", "level": "severity"}
+        )
+        with obslog.request_scope(request_id="r1"):
+            line = json.loads(formatted(formatter, own_logger, "hello"))
+        assert ["@timestamp", "severity", "logger", "msg_text", "pid", "request_id"] == list(line)
+        assert ("info", "hello", "r1") == (line["severity"], line["msg_text"], line["request_id"])
+        event = json.loads(formatted(obslog.JsonFormatter(rename_fields={"event": "message"}), own_logger, "e"))
+        assert "e" == event["message"]
+
+    def test_rename_keep_missing(self, own_logger):
+        """rename_fields_keep_missing writes a renamed field that is missing as null."""
+        formatter = obslog.JsonFormatter(rename_fields={"order_id": "oid"}, rename_fields_keep_missing=True)
+        line = json.loads(formatted(formatter, own_logger, "x"))
+        assert None is line["oid"]
+
+    def test_exc_info_in_fmt(self, own_logger):
+        """%(exc_info)s in fmt writes the formatted traceback, as python-json-logger does."""
+        stream = io.StringIO()
+        own_logger.addHandler(handler_with(obslog.JsonFormatter("%(exc_info)s"), stream))
+        try:
+            raise ValueError("bad")
+        except ValueError:
+            own_logger.exception("failed")
+            expected = __import__("traceback").format_exc().rstrip("\n")
+        own_logger.info("fine")
+        failed, fine = parse(stream)
+        assert (expected, expected, "ValueError") == (failed["exc_info"], failed["stack"], failed["exc_type"])
+        assert None is fine["exc_info"]
+
+    def test_exc_info_and_stack_info_as_array(self, own_logger):
+        """exc_info_as_array and stack_info_as_array write the traceback and stack as lists of lines."""
+        stream = io.StringIO()
+        formatter = obslog.JsonFormatter("%(exc_info)s", exc_info_as_array=True, stack_info_as_array=True)
+        own_logger.addHandler(handler_with(formatter, stream))
+        try:
+            raise ValueError("bad")
+        except ValueError:
+            own_logger.exception("failed", stack_info=True)
+        (line,) = parse(stream)
+        assert "ValueError: bad" == line["stack"][-1] == line["exc_info"][-1]
+        assert line["stack_info"][0].startswith("Stack (most recent call last):")
+
+    @pytest.mark.parametrize("hook", ["add_fields", "process_log_record", "jsonify_log_record",
+                                      "serialize_log_record"])
+    def test_subclass_hooks_are_called(self, own_logger, hook):
+        """A subclass overriding a python-json-logger hook gets it called once per record."""
+        calls = []
+
+        def override(self, *args):
+            calls.append(hook)
+            return getattr(obslog.JsonFormatter, hook)(self, *args)
+
+        subclass = type("Custom", (obslog.JsonFormatter,), {hook: override})
+        line = json.loads(formatted(subclass(), own_logger, "x", extra={"k": 1}))
+        assert ([hook], "x", 1) == (calls, line["event"], line["k"])
+
+    def test_process_log_record_changes_the_line(self, own_logger):
+        """process_log_record sees the schema fields and what it returns is written."""
+
+        class Upper(obslog.JsonFormatter):
+            def process_log_record(self, log_data):
+                log_data["level"] = log_data["level"].upper()
+                return log_data
+
+        assert "INFO" == json.loads(formatted(Upper(), own_logger, "x"))["level"]
+
+    def test_hooks_decided_at_construction(self, own_logger, monkeypatch):
+        """A formatter without overridden hooks keeps its fast path: patching the class later has no effect."""
+        formatter = obslog.JsonFormatter()
+        monkeypatch.setattr(obslog.JsonFormatter, "process_log_record", lambda self, d: {"patched": 1})
+        assert "x" == json.loads(formatted(formatter, own_logger, "x"))["event"]
+
+    def test_exc_text_only_record_keeps_traceback(self):
+        """A record that arrives through SocketHandler (only exc_text travelled) keeps its traceback."""
+        import logging.handlers
+        import pickle
+
+        log = logging.getLogger("t.socket")
+        try:
+            raise KeyError("missing")
+        except KeyError:
+            record = log.makeRecord("t.socket", logging.ERROR, __file__, 1, "failed", (),
+                                    sys.exc_info())
+        pickled = logging.handlers.SocketHandler("127.0.0.1", 9).makePickle(record)
+        received = logging.makeLogRecord(pickle.loads(pickled[4:]))
+        assert (None, True) == (received.exc_info, bool(received.exc_text))
+        line = json.loads(obslog.JsonFormatter().format(received))
+        assert ("KeyError", "'missing'") == (line["exc_type"], line["exc_message"])
+        assert line["stack"].startswith("Traceback (most recent call last):")
+        assert line["stack"].endswith("KeyError: 'missing'")
+
+    def test_timestamp_option(self, own_logger):
+        """timestamp="@timestamp" adds an ISO-8601 string; timestamp=True keeps the schema's timestamp."""
+        import datetime
+
+        at = json.loads(formatted(obslog.JsonFormatter(timestamp="@timestamp"), own_logger, "x"))
+        parsed = datetime.datetime.fromisoformat(at["@timestamp"])
+        assert datetime.timezone.utc == parsed.tzinfo
+        assert at["timestamp"][:19] == at["@timestamp"][:19]
+        plain = json.loads(formatted(obslog.JsonFormatter(timestamp=True), own_logger, "x"))
+        assert plain["timestamp"].endswith("Z")
+
+    def test_reserved_attrs_empty_writes_every_record_attribute(self, own_logger):
+        """reserved_attrs=[] writes every LogRecord attribute, as python-json-logger does."""
+        line = json.loads(formatted(obslog.JsonFormatter(reserved_attrs=[]), own_logger, "x"))
+        bare = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+        # An attribute named like a schema field (stack_info) is kept as extra_<name>.
+        assert set() == {key for key in bare if key not in line and f"extra_{key}" not in line}
+        assert ("x", own_logger.name) == (line["msg"], line["name"])
+
+    def test_non_string_extra_key_without_obslog_logger(self, own_logger):
+        """A plain logger's extra with a non-string key is written under its str()."""
+        plain = logging.Logger("t.plain.int")
+        stream = io.StringIO()
+        plain.addHandler(handler_with(obslog.JsonFormatter(), stream))
+        plain.info("x", extra={5: "nine", "k": 1})
+        (line,) = parse(stream)
+        assert ("nine", 1) == (line["5"], line["k"])
+
+    def test_structlog_line_renamed(self):
+        """rename_fields and static_fields also apply to lines structlog rendered."""
+        stream = io.StringIO()
+        obslog.configure(stream=io.StringIO())
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(obslog.JsonFormatter(rename_fields={"event": "message"},
+                                                  static_fields={"team": "core"}))
+        logging.getLogger().addHandler(handler)
+        structlog.get_logger("t.sl.renamed").info("via structlog", k=1)
+        (line,) = parse(stream)
+        assert ("via structlog", 1, "core") == (line["message"], line["k"], line["team"])
+        assert "event" not in line
+
+    def test_every_option_in_dict_config(self):
+        """Every option works from a dictConfig, ext:// references included."""
+        stream = io.StringIO()
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "formatters": {
+                    "json": {
+                        "()": "obslog.JsonFormatter",
+                        "fmt": "%(funcName)s %(exc_info)s",
+                        "json_default": "ext://builtins.vars",
+                        "json_indent": None,
+                        "json_ensure_ascii": True,
+                        "rename_fields": {"event": "message", "level": "severity"},
+                        "static_fields": {"team": "core"},
+                        "timestamp": "@timestamp",
+                        "exc_info_as_array": True,
+                        "reserved_attrs": [],
+                    }
+                },
+                "handlers": {"out": {"class": "logging.StreamHandler", "stream": stream, "formatter": "json"}},
+                "loggers": {"t.dc.opts": {"handlers": ["out"], "level": "INFO", "propagate": False}},
+            }
+        )
+        logging.getLogger("t.dc.opts").info("été", extra={"p": Point(3)})
+        raw = stream.getvalue()
+        line = json.loads(raw)
+        assert ("été", "info", "core", {"x": 3}) == (line["message"], line["severity"], line["team"], line["p"])
+        assert ("test_every_option_in_dict_config", None) == (line["funcName"], line["exc_info"])
+        assert {"@timestamp", "lineno", "threadName"} <= set(line)
+        assert "\\u00e9t\\u00e9" in raw
+
+
 class TestQueueHandler:
     def test_context_of_logging_thread_is_kept(self):
         """Records passed through QueueHandler/QueueListener keep the scope of the thread that logged."""
@@ -314,20 +589,27 @@ class TestExtraCollisions:
         assert ("one", "tuple") == (keys["1"], keys["('a', 'b')"])
         assert "not a mapping" == odd["event"]
 
-    def test_record_attribute_key_with_hand_written_dict(self):
-        """In a fresh process set up only by a hand-written dict, a clashing extra key does not crash."""
+    def test_hand_written_dict_leaves_logger_class_alone(self):
+        """A hand-written dict changes no logger class; ObslogLogger is an explicit opt-in there."""
         code = (
-            "import io, logging, logging.config\n"
+            "import io, json, logging, logging.config, obslog\n"
+            "early = logging.getLogger('early')\n"
             "logging.config.dictConfig({'version': 1,"
             " 'formatters': {'j': {'()': 'obslog.JsonFormatter'}},"
-            " 'filters': {'c': {'()': 'obslog.ContextFilter'}},"
-            " 'handlers': {'h': {'class': 'logging.StreamHandler', 'formatter': 'j', 'filters': ['c'],"
+            " 'handlers': {'h': {'class': 'logging.StreamHandler', 'formatter': 'j',"
             " 'stream': 'ext://sys.stdout'}},"
             " 'root': {'handlers': ['h'], 'level': 'INFO'}})\n"
-            "logging.getLogger('app').info('x', extra={'name': 'clash'})\n"
+            "classes = [logging.getLoggerClass().__name__, type(early).__name__,"
+            " type(logging.getLogger()).__name__]\n"
+            "logging.getLogger('app').info('x', extra={'order_id': 1})\n"
+            "logging.setLoggerClass(obslog.ObslogLogger)\n"
+            "logging.getLogger('opted.in').info('y', extra={'name': 'clash'})\n"
+            "print(json.dumps(classes))\n"
         )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-        assert (0, "clash") == (result.returncode, json.loads(result.stdout or "{}").get("extra_name"))
+        plain, opted, classes = result.stdout.splitlines()
+        assert ["Logger", "Logger", "RootLogger"] == json.loads(classes)
+        assert (1, "clash") == (json.loads(plain)["order_id"], json.loads(opted)["extra_name"])
 
     def test_obslog_logger_class_directly(self):
         """ObslogLogger.makeRecord renames clashing keys where the stdlib raises KeyError."""
@@ -446,7 +728,7 @@ class TestEnvironment:
         monkeypatch.setenv("OBSLOG_FORMAT", "console")
         config = obslog.dict_config(level="DEBUG", fmt="json")
         assert "WARNING" == config["root"]["level"]
-        assert "obslog.ConsoleFormatter" == config["formatters"]["obslog"]["()"]
+        assert "console" == config["formatters"]["obslog"]["settings"]["fmt"]
 
     def test_invalid_env_value_is_reported(self, monkeypatch):
         """An invalid OBSLOG_LEVEL fails configure() with a ValueError, not later while logging."""
