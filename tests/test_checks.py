@@ -34,7 +34,11 @@ from obslog.checks import (
     sqlalchemy_check,
     tcp_check,
 )
-from obslog.health import Readiness, serve
+from obslog.health import DEFAULT_BUDGET, Readiness, serve
+
+
+LOADED_SLACK = 0.5
+"""Seconds a loaded 2-core machine may add to a latency promise; bench_health.py measures it."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -130,10 +134,11 @@ class TestRedisCheck:
 
         assert (503, "fail") == (entry["code"], entry["status"])
         assert "Connection refused" in entry["error"] or "111" in entry["error"]
-        assert elapsed < 0.5
+        assert elapsed < DEFAULT_BUDGET  # "fail", not "timeout": it ended on its own
 
-    def test_hanging_redis_503_within_1_1_s(self, hanging_port):
-        """A server that accepts and never answers PING gives 503 within 1.1 s (default budget)."""
+    def test_hanging_redis_503_within_budget(self, hanging_port):
+        """A server that accepts and never answers PING gives 503 within the default budget (plus
+        the slack of a loaded machine)."""
         check = redis_check(f"redis://127.0.0.1:{hanging_port}/0", timeout=5)
 
         start = time.monotonic()
@@ -141,7 +146,7 @@ class TestRedisCheck:
         elapsed = time.monotonic() - start
 
         assert (503, "timeout") == (entry["code"], entry["status"])
-        assert elapsed < 1.1
+        assert elapsed < DEFAULT_BUDGET + LOADED_SLACK
 
     @pytest.mark.parametrize("factory", [redis_check, async_redis_check])
     def test_missing_redis_names_the_extra(self, factory, monkeypatch):
@@ -281,7 +286,7 @@ class TestTcpCheck:
 
         assert 503 == entry["code"]
         assert f"cannot connect to 127.0.0.1:{closed_port}" in entry["error"]
-        assert elapsed < 0.5
+        assert elapsed < DEFAULT_BUDGET  # "fail", not "timeout": it ended on its own
 
 
 class TestHttpCheck:
@@ -314,7 +319,7 @@ class TestHttpCheck:
         elapsed = time.monotonic() - start
 
         assert (503, "timeout") == (entry["code"], entry["status"])
-        assert elapsed < 0.3 + 0.1
+        assert elapsed < 0.3 + LOADED_SLACK
 
 
 # --------------------------------------------------------------------------- shutdown

@@ -24,17 +24,17 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from _lines import canonical, wait_for
 from _servers import free_port
 
-from obslog.health import (
-    HealthEndpoints,
-    Readiness,
-    ReadyReport,
-    add_aiohttp_routes,
-    make_asgi_app,
-    make_wsgi_app,
-    serve,
-)
+from obslog.aiohttp import add_health_routes
+from obslog.asgi import make_health_app as make_asgi_app
+from obslog.health import DEFAULT_BUDGET, HealthEndpoints, Readiness, ReadyReport, serve
+from obslog.wsgi import make_health_app as make_wsgi_app
+
+
+LOADED_SLACK = 0.5
+"""Seconds a loaded 2-core machine may add to a latency promise; bench_health.py measures it."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -196,7 +196,7 @@ class TestReadiness:
         assert "timeout" == _body(report)["checks"]["hang"]["status"]
         assert "ok" == _body(report)["checks"]["fine"]["status"]
         assert _body(report)["checks"]["hang"]["error"].startswith("timed out after")
-        assert elapsed < 0.3 + 0.1
+        assert elapsed < 0.3 + LOADED_SLACK
 
     def test_own_timeout_is_applied_per_check(self):
         """A check's own timeout cuts it off even when the budget would allow more."""
@@ -227,7 +227,7 @@ class TestReadiness:
         report = readiness.check()
 
         assert 503 == report.status_code
-        assert time.monotonic() - start < 0.2 + 0.1
+        assert time.monotonic() - start < 0.2 + LOADED_SLACK
 
     def test_results_are_cached_for_ttl(self):
         """Within the TTL the checks are not run again; after it they are."""
@@ -696,9 +696,12 @@ class TestAsgiApp:
 
 
 class TestWsgiApp:
-    def test_flask_middleware(self):
-        """Wrapped around a Flask app and served by werkzeug, the tiers answer beside the app."""
+    def test_flask_add_health(self, lines):
+        """obslog.flask.add_health serves the tiers beside a Flask app under werkzeug, ahead of
+        init_app's request log: probes write no request line, app requests do."""
         from flask import Flask
+
+        import obslog.flask
 
         flask_app = Flask("shop")
 
@@ -706,7 +709,8 @@ class TestWsgiApp:
         def order(order_id: int):
             return {"id": order_id}
 
-        flask_app.wsgi_app = make_wsgi_app(_ops_readiness(), app=flask_app.wsgi_app)
+        obslog.flask.init_app(flask_app)
+        endpoints = obslog.flask.add_health(flask_app, _ops_readiness())
 
         with _werkzeug(flask_app) as base:
             health = httpx.get(f"{base}/health")
@@ -715,11 +719,14 @@ class TestWsgiApp:
             metrics = httpx.get(f"{base}/metrics")
             order_resp = httpx.get(f"{base}/orders/3")
 
+        assert ["always"] == endpoints.readiness.names()
         assert (200, {"status": "ok"}) == (health.status_code, health.json())
         assert 200 == ready.status_code
         assert (200, b"") == (head.status_code, head.content)
         assert b"python_info" in metrics.content
         assert {"id": 3} == order_resp.json()
+        request_lines = canonical(wait_for(lines, canonical))
+        assert ["/orders/<int:order_id>"] == [line["route"] for line in request_lines]
 
     def test_dispatcher_mount_under_prefix(self):
         """Mounted under /ops with werkzeug's DispatcherMiddleware, paths resolve below it."""
@@ -774,11 +781,11 @@ class TestAiohttpRoutes:
         app.router.add_get("/", home_page)
         fast = Readiness()
         fast.add("always", lambda: True)
-        add_aiohttp_routes(app, fast, prefix="/ops")
+        add_health_routes(app, fast, prefix="/ops")
         stuck = Readiness(budget=0.3)
         stuck.add("hang", self._hang_check(hanging_port))
         sub = web.Application()
-        add_aiohttp_routes(sub, stuck)
+        add_health_routes(sub, stuck)
         app.add_subapp("/stuck", sub)
 
         runner = web.AppRunner(app)
@@ -803,7 +810,7 @@ class TestAiohttpRoutes:
         assert metrics.headers["content-type"].startswith("text/plain")
         assert "home" == home.text
         assert (503, "timeout") == (hanging.status_code, hanging.json()["checks"]["hang"]["status"])
-        assert elapsed < 0.4
+        assert elapsed < 0.3 + LOADED_SLACK
 
     @staticmethod
     def _hang_check(port: int):
@@ -852,9 +859,9 @@ class TestServe:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
 
-    def test_hanging_dependency_503_within_1_1_s(self, hanging_port):
-        """With the default budget, a dependency that accepts and never answers gives 503 in
-        under 1.1 s, while /health keeps answering."""
+    def test_hanging_dependency_503_within_budget(self, hanging_port):
+        """With the default budget, a dependency that accepts and never answers gives 503 within
+        the 1 s budget (plus the slack of a loaded machine), while /health keeps answering."""
         from obslog.checks import http_check
 
         readiness = Readiness()
@@ -867,7 +874,7 @@ class TestServe:
 
         assert 503 == ready.status_code
         assert "timeout" == ready.json()["checks"]["hang"]["status"]
-        assert elapsed < 1.1
+        assert elapsed < DEFAULT_BUDGET + LOADED_SLACK
         assert 200 == health.status_code
 
     def test_probe_storm_runs_checks_once(self):
