@@ -460,13 +460,81 @@ class TestLokiHandler:
             handler = make_handler(stub.url, batch_wait=30, flush_on_sigterm=True)
             log.addHandler(handler)
             log.info("pending")
-            installed = signal.getsignal(signal.SIGTERM)
-            installed(signal.SIGTERM, None)
+            os.kill(os.getpid(), signal.SIGTERM)
+            wait_until(lambda: calls, timeout=10)
+            handler.close()
         finally:
             signal.signal(signal.SIGTERM, original)
 
         assert [signal.SIGTERM] == calls
         assert ["pending"] == stub.lines()
+
+    def test_sigterm_while_printing_flushes_and_exits_cleanly(self, stub):
+        """SIGTERM during a print loop: flushed, then the app's sys.exit, no reentrant write."""
+        proc = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(PRINTING_SCRIPT), stub.url],
+            env=_child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert b"ready\n" == proc.stdout.readline()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+
+        assert (0, b"") == (proc.returncode, err)
+        assert [f"line {i}" for i in range(5)] == stub.lines()
+
+    def test_no_signal_handler_by_default(self, make_handler):
+        """A LokiHandler leaves SIGTERM alone unless flush_on_sigterm=True is given."""
+        before = signal.getsignal(signal.SIGTERM)
+        LokiHandler("http://127.0.0.1:1", LABELS).close()
+        make_handler("http://127.0.0.1:1", flush_on_sigterm=False)
+
+        assert before is signal.getsignal(signal.SIGTERM)
+
+    def test_close_restores_the_previous_sigterm_handler(self, make_handler):
+        """Closing the last handler that asked for the SIGTERM flush puts the old handler back."""
+        original = signal.getsignal(signal.SIGTERM)
+
+        def app_handler(signum, frame):
+            """The application's own handler."""
+
+        signal.signal(signal.SIGTERM, app_handler)
+        try:
+            first = make_handler("http://127.0.0.1:1", flush_on_sigterm=True)
+            second = make_handler("http://127.0.0.1:1", flush_on_sigterm=True)
+            installed = signal.getsignal(signal.SIGTERM)
+            first.close()
+            still = signal.getsignal(signal.SIGTERM)
+            second.close()
+            restored = signal.getsignal(signal.SIGTERM)
+        finally:
+            signal.signal(signal.SIGTERM, original)
+
+        assert installed is not app_handler
+        assert installed == still
+        assert app_handler is restored
+
+    def test_close_keeps_a_handler_installed_after_ours(self, make_handler):
+        """If the application replaced our SIGTERM handler, close() leaves theirs in place."""
+        original = signal.getsignal(signal.SIGTERM)
+
+        def later(signum, frame):
+            """Installed by the application after the LokiHandler."""
+
+        try:
+            handler = make_handler("http://127.0.0.1:1", flush_on_sigterm=True)
+            signal.signal(signal.SIGTERM, later)
+            handler.close()
+            after = signal.getsignal(signal.SIGTERM)
+        finally:
+            signal.signal(signal.SIGTERM, original)
+
+        assert later is after
 
     def test_sigterm_handler_is_not_installed_outside_the_main_thread(self, make_handler):
         """Built in another thread, the handler leaves the SIGTERM disposition alone."""
@@ -605,6 +673,123 @@ class TestLokiHandler:
             LokiHandler("http://127.0.0.1:1", LABELS, flush_on_sigterm=False, **{name: value})
 
 
+class TestCanonicalStream:
+    """Canonical lines go to their own stream, obslog="<event>", and nothing else can."""
+
+    @pytest.fixture(name="canonical_log")
+    def _canonical_log(self):
+        """obslog's canonical logger, with the levels and handlers restored afterwards."""
+        logger = logging.getLogger(CONFIG.canonical_logger)
+        level, propagate = logger.level, logger.propagate
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        yield logger
+        logger.handlers.clear()
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+    def test_request_task_and_runtime_lines_carry_the_label(self, stub, canonical_log):
+        """Scope and runtime lines get obslog=<event>; ordinary lines and other scopes get none."""
+        from obslog.runtime import RuntimeLogger
+
+        handler = LokiHandler(stub.url, LABELS, batch_wait=30)
+        canonical_log.addHandler(handler)
+        try:
+            with obslog.scope("request"):
+                canonical_log.info("inside the request")
+            with obslog.scope("task"):
+                pass
+            with obslog.scope("job"):
+                pass
+            RuntimeLogger(logger=f"{CONFIG.canonical_logger}.runtime").log_once()
+            assert handler.flush()
+        finally:
+            handler.close()
+
+        streams = [
+            (json.loads(e.line)["event"], e.labels.get("obslog")) for e in stub.entries()
+        ]
+        assert [
+            ("inside the request", None),
+            ("job", None),
+            ("request", "request"),
+            ("runtime", "runtime"),
+            ("task", "task"),
+        ] == sorted(streams, key=lambda s: (s[1] is not None, s[0]))
+        assert all({"service", "env", "level"} <= set(e.labels) for e in stub.entries())
+
+    def test_hostile_events_never_become_label_values(self, stub, make_handler, log):
+        """10,000 distinct hostile events add no stream: the label takes only its three values."""
+        handler = make_handler(stub.url, queue_size=20_000, batch_wait=30)
+        log.addHandler(handler)
+        hostile = [
+            "request ",
+            " request",
+            "Request",
+            "REQUEST",
+            "request\n",
+            "request|task",
+            "request.*",
+            "task\x00",
+            "runtime\u200b",
+            '"request"',
+            '{"event":"request"}',
+            "",
+        ] + [f"event-{i}-{uuid.uuid4().hex}" for i in range(10_000 - 12)]
+        assert 10_000 == len(set(hostile))
+        for event in hostile:
+            log.info(event)
+        log.info("%s", "request")  # formatted by the app: not an obslog canonical line
+        log.info({"event": "request"})  # a non-str message
+        for event in ("request", "task", "runtime"):
+            log.info(event)
+
+        assert handler.flush(timeout=30)
+
+        values = [e.labels.get("obslog") for e in stub.entries()]
+        assert 10_000 + 5 == len(values)
+        assert ["request", "task", "runtime"] == [v for v in values if v is not None]
+        base = {**LABELS, "level": "info"}
+        expected = [base] + [{**base, "obslog": v} for v in ("request", "task", "runtime")]
+        label_sets = {tuple(sorted(e.labels.items())) for e in stub.entries()}
+        assert {tuple(sorted(labels.items())) for labels in expected} == label_sets
+
+    def test_canonical_stream_can_be_turned_off(self, stub, make_handler, log):
+        """canonical_stream=False (for rules made with --no-canonical-stream) adds no label."""
+        handler = make_handler(stub.url, canonical_stream=False)
+        log.addHandler(handler)
+        log.info("request")
+
+        assert handler.flush()
+
+        assert [None] == [e.labels.get("obslog") for e in stub.entries()]
+
+    def test_obslog_label_is_reserved(self):
+        """A static obslog label is refused while the handler sets it; allowed when it does not."""
+        with pytest.raises(ValueError, match="canonical_stream=False"):
+            LokiHandler("http://127.0.0.1:1", {"service": "shop", "obslog": "x"})
+        LokiHandler(
+            "http://127.0.0.1:1", {"service": "shop", "obslog": "x"}, canonical_stream=False
+        ).close()
+
+
+class TestModules:
+    """The handler's modules: one concern each, the old import path kept."""
+
+    def test_old_import_path(self):
+        """obslog.loki._handler and obslog.loki.handler offer the same class as obslog.loki."""
+        from obslog.loki import LokiHandler as public
+        from obslog.loki import handler
+
+        assert public is LokiHandler is handler.LokiHandler
+
+    def test_modules_stay_small(self):
+        """No module of obslog.loki exceeds 600 lines."""
+        package = Path(obslog.__file__).resolve().parent / "loki"
+        sizes = {p.name: len(p.read_text().splitlines()) for p in package.glob("*.py")}
+        assert {} == {name: size for name, size in sizes.items() if size > 600}
+
+
 class TestLokiStub:
     """tests/loki_stub.py, the stand-in for Loki's push endpoint."""
 
@@ -661,12 +846,14 @@ SIGTERM_SCRIPT = """
 
     if sys.argv[2] == "app":
         def app_handler(signum, frame):
-            sys.stdout.write("app handler ran\\n")
-            sys.stdout.flush()
+            # Not sys.stdout: the signal may arrive while print() holds the stream's lock.
+            os.write(1, b"app handler ran\\n")
             os._exit(7)  # skips atexit: only the SIGTERM flush can have sent the lines
         signal.signal(signal.SIGTERM, app_handler)
 
-    handler = LokiHandler(sys.argv[1], {"service": "shop"}, batch_wait=60, flush_timeout=10)
+    handler = LokiHandler(
+        sys.argv[1], {"service": "shop"}, batch_wait=60, flush_timeout=10, flush_on_sigterm=True
+    )
     handler.setFormatter(logging.Formatter("%(message)s"))
     log = logging.getLogger("shop")
     log.addHandler(handler)
@@ -675,6 +862,25 @@ SIGTERM_SCRIPT = """
         log.info("before sigterm %d", i)
     print("ready", flush=True)
     time.sleep(60)
+"""
+
+PRINTING_SCRIPT = """
+    import logging, signal, sys
+    from obslog.loki import LokiHandler
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    handler = LokiHandler(
+        sys.argv[1], {"service": "shop"}, batch_wait=60, flush_timeout=10, flush_on_sigterm=True
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("shop")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    for i in range(5):
+        log.info("line %d", i)
+    print("ready", flush=True)
+    while True:
+        print("x" * 1000, flush=True)
 """
 
 FORK_SCRIPT = """

@@ -114,7 +114,7 @@ class TestShippedRuleFiles:
     """The rule files in loki/rules/fake/ as the Loki ruler will read them."""
 
     def test_files_are_where_the_ruler_looks(self):
-        """Rules live in <ruler dir>/<tenant>/ with the single-tenant id fake, nothing else there."""
+        """Rules live in <ruler dir>/<tenant>/ with the single-tenant id fake, nothing else."""
         assert [
             "obslog-alerts.yaml",
             "obslog-requests.yaml",

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 
 if TYPE_CHECKING:
-    from ._handler import LokiHandler
+    from .handler import LokiHandler
 
 __all__ = ["LokiHandler"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "LokiHandler":
-        from ._handler import LokiHandler
+        from .handler import LokiHandler
 
         return LokiHandler
     msg = f"module 'obslog.loki' has no attribute {name!r}"

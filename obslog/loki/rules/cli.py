@@ -60,7 +60,7 @@ def _parser(prog: str, epilog: str | None) -> argparse.ArgumentParser:
         dest="canonical_stream",
         action="store_false",
         help=f"select every stream of the service, not only the canonical lines' stream "
-        f"({CANONICAL_LABEL}=\"request\" ...): for shippers that cannot add the "
+        f'({CANONICAL_LABEL}="request" ...): for shippers that cannot add the '
         f"{CANONICAL_LABEL} label (rules then cost as much as the service's whole log volume)",
     )
     parser.add_argument("--output", "-o", help="write to this file instead of standard output")

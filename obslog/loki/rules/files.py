@@ -122,9 +122,7 @@ def build_files(
         "obslog-requests.yaml": one(request_group(streams), latency_group(streams)),
         "obslog-tasks.yaml": one(task_group(streams)),
         "obslog-runtime.yaml": one(runtime_group(streams)),
-        "obslog-timers.yaml": timer_file(
-            timers, service, label, canonical_stream=canonical_stream
-        ),
+        "obslog-timers.yaml": timer_file(timers, service, label, canonical_stream=canonical_stream),
         "obslog-alerts.yaml": one(alert_group(streams)),
     }
 

@@ -19,6 +19,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from ..._schema import EVENT, SAMPLE_RATE
+from .._stream import CANONICAL_EVENTS, CANONICAL_LABEL
 
 
 __all__ = [
@@ -33,10 +34,6 @@ __all__ = [
     "stream_selector",
 ]
 
-#: The stream label of canonical lines; its value is the line's event.
-CANONICAL_LABEL = "obslog"
-#: The events of canonical lines: the only values :data:`CANONICAL_LABEL` ever takes.
-CANONICAL_EVENTS: tuple[str, ...] = ("request", "task", "runtime")
 #: Stream labels that may name the service.
 SERVICE_LABELS: tuple[str, ...] = ("service_name", "service")
 
