@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 
@@ -33,7 +34,7 @@ from typing import Any
 
 import obslog
 
-from obslog import _stats
+from obslog import _stats, _stdlib
 from obslog._ids import parse_traceparent, valid_request_id
 
 
@@ -260,12 +261,99 @@ def _on_setup_logging(loglevel: Any = None, **_: Any) -> None:
         obslog.configure(level=loglevel or None)
 
 
+def _on_celeryd_init(**_: Any) -> None:
+    """Route Python warnings (Celery's SecurityWarning, deprecations) into logging."""
+    # Sent just before Celery checks privileges and warns; Celery's own logging setup would
+    # capture warnings only after that.
+    logging.captureWarnings(True)
+
+
+def _on_celeryd_after_setup(sender: Any = None, instance: Any = None, **_: Any) -> None:
+    """Replace the worker's ASCII banner with one obslog line."""
+    try:
+        if instance is not None and not getattr(instance, "quiet", True):
+            instance.quiet = True
+            pool = getattr(instance, "pool_cls", None)
+            _log.info(
+                "celery worker starting",
+                extra={
+                    "worker": str(sender),
+                    "concurrency": getattr(instance, "concurrency", None),
+                    "pool": getattr(pool, "__module__", str(pool)).rsplit(".", 1)[-1],
+                },
+            )
+    except Exception:
+        _swallow("celeryd_after_setup")
+
+
+_WORKER_SAY_LOGGER = "celery.apps.worker"
+_original_safe_say: Any = None
+
+
+def _say(msg: str, f: Any = None) -> None:
+    """Write one of the worker's direct messages ("worker: Warm shutdown") as an obslog line.
+
+    Celery writes these from signal handlers with a raw ``os.write``, bypassing logging and its
+    locks (a handler lock held by the interrupted code would deadlock).  This keeps that: the line
+    is formatted here and written with ``os.write`` to obslog's stream.
+    """
+    try:
+        line = _format_direct(str(msg).strip())
+        fd = _direct_fd(f)
+        if fd is not None:
+            os.write(fd, line.encode("utf-8", "backslashreplace"))
+    except Exception:
+        _swallow("safe_say")
+
+
+def _format_direct(message: str) -> str:
+    record = logging.LogRecord(_WORKER_SAY_LOGGER, logging.INFO, __file__, 0, message, None, None)
+    formatter = None
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_obslog_handler", False) and handler.formatter is not None:
+            formatter = handler.formatter
+            break
+    if formatter is None:
+        formatter = _stdlib.make_formatter()
+    return formatter.format(record) + "\n"
+
+
+def _direct_fd(f: Any) -> int | None:
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if getattr(handler, "_obslog_handler", False) and stream is not None:
+            return int(stream.fileno())
+    target = f if f is not None else sys.__stdout__
+    return int(target.fileno()) if target is not None else None
+
+
+def _patch_safe_say(on: bool) -> None:
+    global _original_safe_say
+    try:
+        from celery.apps import worker as celery_worker
+    except ImportError:  # pragma: no cover - celery without its worker program
+        return
+    if on and _original_safe_say is None:
+        _original_safe_say = celery_worker.safe_say
+        celery_worker.safe_say = _say
+    elif not on and _original_safe_say is not None:
+        celery_worker.safe_say = _original_safe_say
+        _original_safe_say = None
+
+
 _RECEIVERS: tuple[tuple[str, Any], ...] = (
     ("before_task_publish", _on_before_task_publish),
     ("task_prerun", _on_task_prerun),
     ("task_failure", _on_task_failure),
     ("task_retry", _on_task_retry),
     ("task_postrun", _on_task_postrun),
+)
+
+
+_LOGGING_RECEIVERS: tuple[tuple[str, Any], ...] = (
+    ("setup_logging", _on_setup_logging),
+    ("celeryd_init", _on_celeryd_init),
+    ("celeryd_after_setup", _on_celeryd_after_setup),
 )
 
 
@@ -284,7 +372,11 @@ def install(app: Any = None, *, keep_logging: bool = True) -> None:
         keep_logging: Connect a receiver to ``setup_logging`` so that a worker keeps the logging
             set up with :func:`obslog.configure` instead of replacing the root logger's handlers
             and redirecting stdout (``celery worker --logfile`` is then ignored).  When nothing
-            configured logging, obslog is configured with the worker's ``--loglevel``.  Pass
+            configured logging, obslog is configured with the worker's ``--loglevel``.  The
+            worker's own output becomes obslog lines too: Python warnings (its
+            ``SecurityWarning``) go through logging, its ASCII banner is replaced by one
+            ``celery worker starting`` line, and the messages it writes directly from signal
+            handlers (``worker: Warm shutdown (MainProcess)``) are written as obslog lines.  Pass
             ``False`` to let Celery configure logging.
 
     Raises:
@@ -300,9 +392,11 @@ def install(app: Any = None, *, keep_logging: bool = True) -> None:
         for name, receiver in _RECEIVERS:
             getattr(_signals, name).connect(receiver, weak=False, dispatch_uid=f"{_UID}.{name}")
         if keep_logging:
-            _signals.setup_logging.connect(
-                _on_setup_logging, weak=False, dispatch_uid=f"{_UID}.setup_logging"
-            )
+            for name, receiver in _LOGGING_RECEIVERS:
+                getattr(_signals, name).connect(
+                    receiver, weak=False, dispatch_uid=f"{_UID}.{name}"
+                )
+            _patch_safe_say(True)
         _installed = True
 
 
@@ -317,7 +411,9 @@ def uninstall() -> None:
     with _install_lock:
         for name, receiver in _RECEIVERS:
             getattr(_signals, name).disconnect(receiver, dispatch_uid=f"{_UID}.{name}")
-        _signals.setup_logging.disconnect(_on_setup_logging, dispatch_uid=f"{_UID}.setup_logging")
+        for name, receiver in _LOGGING_RECEIVERS:
+            getattr(_signals, name).disconnect(receiver, dispatch_uid=f"{_UID}.{name}")
+        _patch_safe_say(False)
         _installed = False
 
 

@@ -56,15 +56,21 @@ def _clean_env(**extra: str) -> dict[str, str]:
 class LogFile:
     """The JSON lines a process writes to a file, read back as dicts."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, strict: bool = True) -> None:
         self.path = path
+        # strict: every line must be JSON (a file only obslog writes to).
+        self.strict = strict
 
     def lines(self) -> list[dict[str, Any]]:
         """Return every complete line parsed so far."""
         if not self.path.exists():
             return []
         text = self.path.read_text(encoding="utf-8")
-        return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+        return [
+            json.loads(line)
+            for line in text.splitlines(keepends=True)
+            if line.endswith("\n") and (self.strict or line.startswith("{"))
+        ]
 
     def wait_for(
         self, predicate: Callable[[list[dict[str, Any]]], bool], what: str
@@ -87,12 +93,18 @@ def _task_lines(lines: list[dict[str, Any]], task_id: str) -> list[dict[str, Any
 class Worker:
     """A ``celery worker`` subprocess running the test app on its own queue."""
 
-    def __init__(self, broker: str, tmp: Path) -> None:
+    def __init__(self, broker: str, tmp: Path, *, stdout_log: bool = False) -> None:
         self.token = uuid.uuid4().hex[:10]
         self.broker = broker
         self.queue = f"obslog-test-{self.token}"
-        self.log = LogFile(tmp / f"worker-{self.token}.log")
         self.output = tmp / f"worker-{self.token}.out"
+        # stdout_log: obslog writes to the worker's stdout, read back from its output file.
+        self.log = (
+            LogFile(self.output, strict=False)
+            if stdout_log
+            else LogFile(tmp / f"worker-{self.token}.log")
+        )
+        self._log_env = "-" if stdout_log else str(self.log.path)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -100,7 +112,7 @@ class Worker:
         env = _clean_env(
             OBSLOG_TEST_BROKER=self.broker,
             OBSLOG_TEST_QUEUE=self.queue,
-            OBSLOG_TEST_LOG=str(self.log.path),
+            OBSLOG_TEST_LOG=self._log_env,
             PYTHONPATH=os.pathsep.join([str(APP_DIR), os.environ.get("PYTHONPATH", "")]),
         )
         with self.output.open("wb") as out:
@@ -311,6 +323,21 @@ def _make_publisher(worker: Worker) -> Iterator[Any]:
     finally:
         obslog.celery.uninstall()
         app.close()
+
+
+@pytest.fixture(name="publisher_factory")
+def _publisher_factory() -> Iterator[Callable[[Worker], Any]]:
+    """Make a publisher for a worker a test started itself; closed after the test."""
+    made: list[Iterator[Any]] = []
+
+    def make(worker: Worker) -> Any:
+        publishers = _make_publisher(worker)
+        made.append(publishers)
+        return next(publishers)
+
+    yield make
+    for publishers in made:
+        next(publishers, None)
 
 
 @pytest.fixture(name="publisher")
@@ -627,6 +654,43 @@ class TestEventsCommand:
         assert "give --broker URL or --app module:attr" in capsys.readouterr().err
 
 
+class TestWorkerOwnLines:
+    """With install(), everything a real worker writes (banner, warnings, shutdown) is JSON."""
+
+    def test_every_worker_line_is_obslog_json(
+        self, redis_url: str, tmp_path: Path, publisher_factory: Callable[[Worker], Any]
+    ) -> None:
+        """Boot, tasks, a failing task, then a warm shutdown (SIGTERM): stdout and stderr hold
+        only obslog JSON lines, the banner and "Warm shutdown" among them."""
+        worker = Worker(_broker(redis_url), tmp_path, stdout_log=True)
+        worker.start()
+        try:
+            app = publisher_factory(worker)
+            ok = app.send_task("obslog_test.work", args=[1])
+            bad = app.send_task("obslog_test.boom")
+            worker.log.wait_for(
+                lambda ls: _task_lines(ls, ok.id) and _task_lines(ls, bad.id), "task lines"
+            )
+        finally:
+            assert worker.proc is not None
+            worker.proc.send_signal(signal.SIGTERM)
+            worker.stop()
+        raw = [line for line in worker.output.read_text().splitlines() if line.strip()]
+        records = []
+        for line in raw:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pytest.fail(f"not an obslog line: {line!r}")
+        events = [r["event"] for r in records]
+        assert {"celery-test"} == {r.get("service") for r in records}
+        (banner,) = [r for r in records if r["event"] == "celery worker starting"]
+        assert (1, "prefork") == (banner["concurrency"], banner["pool"])
+        assert "worker: Warm shutdown (MainProcess)" in events
+        assert any(e.endswith(" ready.") for e in events)
+        assert 2 == len([e for e in events if e == "task"])
+
+
 class TestRabbitMQ:
     """The same path through a RabbitMQ broker."""
 
@@ -725,6 +789,28 @@ class TestInstall:
         obslog.celery.install(eager_app)
 
         assert before == len(signals.task_prerun.receivers)
+
+    def test_direct_worker_messages_are_obslog_lines_until_uninstall(self, tmp_path: Path) -> None:
+        """While installed, Celery's safe_say writes an obslog line; uninstall restores it."""
+        from celery.apps import worker as celery_worker
+
+        original = celery_worker.safe_say
+        path = tmp_path / "out.log"
+        with path.open("w", encoding="utf-8") as stream:
+            obslog.configure(service="unit", stream=stream)
+            obslog.celery.install()
+            try:
+                celery_worker.safe_say("worker: Cold shutdown (MainProcess)")
+            finally:
+                obslog.celery.uninstall()
+                obslog.reset_defaults()
+        (line,) = [json.loads(raw) for raw in path.read_text().splitlines()]
+        assert ("celery.apps.worker", "worker: Cold shutdown (MainProcess)", "unit") == (
+            line["logger"],
+            line["event"],
+            line["service"],
+        )
+        assert original is celery_worker.safe_say
 
     def test_enable_events(self, eager_app: Any) -> None:
         """enable_events turns on worker task events and the publisher's task-sent event."""

@@ -2,13 +2,14 @@
 Celery app run by the worker subprocess of ``tests/test_celery.py``.
 
 Configured from the environment so that each test run gets its own broker database, queue and
-log file: ``OBSLOG_TEST_BROKER``, ``OBSLOG_TEST_QUEUE``, ``OBSLOG_TEST_LOG``.
+log file: ``OBSLOG_TEST_BROKER``, ``OBSLOG_TEST_QUEUE``, ``OBSLOG_TEST_LOG`` (``-`` for stdout).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 
 from celery import Celery
@@ -19,10 +20,13 @@ import obslog.celery
 
 __all__ = ["app", "boom", "flaky", "inflight", "slow", "spawn", "work"]
 
+_LOG = os.environ["OBSLOG_TEST_LOG"]  # "-": the worker's own stdout
 obslog.configure(
     service="celery-test",
     level="INFO",
-    stream=open(os.environ["OBSLOG_TEST_LOG"], "a", buffering=1, encoding="utf-8"),  # noqa: SIM115
+    stream=sys.stdout
+    if _LOG == "-"
+    else open(_LOG, "a", buffering=1, encoding="utf-8"),  # noqa: SIM115
 )
 
 app = Celery("obslog_celery_testapp", broker=os.environ["OBSLOG_TEST_BROKER"])
