@@ -681,13 +681,15 @@ class TestStack:
         assert "service" in config["limits_config"]["discover_service_name"]
 
     def test_alloy_config(self):
-        """Alloy keeps service/env/level as labels, trace_id as metadata, the record's time."""
+        """Alloy keeps service/env/level/obslog labels, trace_id as metadata, the record's time."""
         text = (LOKI / "alloy" / "config.alloy").read_text()
         code = re.sub(r'"(?:[^"\\]|\\.)*"|//[^\n]*', '""', text)
         assert code.count("{") == code.count("}")
         keep = re.search(r"stage\.label_keep\s*\{\s*values\s*=\s*\[([^\]]*)\]", text)
         assert keep is not None
-        assert ["env", "level", "service"] == sorted(re.findall(r'"(\w+)"', keep.group(1)))
+        assert ["env", "level", "obslog", "service"] == sorted(
+            re.findall(r'"(\w+)"', keep.group(1))
+        )
         metadata = re.search(r"stage\.structured_metadata\s*\{(.*?)\n  \}", text, re.S)
         assert metadata is not None and "trace_id" in metadata.group(1)
         stamp = re.search(r"stage\.timestamp\s*\{(.*?)\}", text, re.S)
@@ -695,13 +697,171 @@ class TestStack:
         assert 'url        = "http://loki:3100/loki/api/v1/push"' in text
 
     def test_promtail_config(self):
-        """Promtail does the same: three labels, trace_id metadata, the record's timestamp."""
+        """Promtail does the same: four labels, trace_id metadata, the record's timestamp."""
         config = yaml.safe_load((LOKI / "promtail" / "promtail-config.yaml").read_text())
         for job in config["scrape_configs"]:
             stages = {
                 next(iter(stage)): stage[next(iter(stage))] for stage in job["pipeline_stages"]
             }
-            assert {"service", "env", "level"} == set(stages["labels"])
-            assert ["service", "env", "level"] == stages["labelallow"]
+            assert {"service", "env", "level", "obslog"} == set(stages["labels"])
+            assert ["service", "env", "level", "obslog"] == stages["labelallow"]
             assert {"trace_id"} == set(stages["structured_metadata"])
             assert "timestamp" == stages["timestamp"]["source"]
+
+
+# -- the shipping pipelines, run by a stand-in ------------------------------------------------
+# Neither Alloy nor Promtail runs here.  The stand-in below reads the shipped pipeline
+# definitions and applies the semantics their docs give to each stage used (drop, json, regex,
+# labeldrop, labels, labelallow/label_keep; structured_metadata and timestamp do not touch
+# labels).  It fails on any other stage, so a new stage cannot slip past it.
+
+
+def _alloy_stages() -> list[tuple[str, Any]]:
+    text = (LOKI / "alloy" / "config.alloy").read_text()
+    block = re.search(r'loki\.process "obslog" \{(.*?)\n\}', text, re.S)
+    assert block is not None
+    body = re.sub(r"//[^\n]*", "", block.group(1))
+    names = {"label_drop": "labeldrop", "label_keep": "labelallow"}
+    stages: list[tuple[str, Any]] = []
+    assignment = r'(\w+)\s*=\s*("(?:[^"\\]|\\.)*")'
+    for kind, inner in re.findall(r"stage\.(\w+)\s*\{(.*?)\n  \}", body, re.S):
+        strings = {k: json.loads(v) for k, v in re.findall(assignment, inner)}
+        maps = {
+            k: {n: json.loads(v) for n, v in re.findall(assignment, m)}
+            for k, m in re.findall(r"(\w+)\s*=\s*\{(.*?)\}", inner, re.S)
+        }
+        lists = {
+            k: [json.loads(v) for v in re.findall(r'"(?:[^"\\]|\\.)*"', m)]
+            for k, m in re.findall(r"(\w+)\s*=\s*\[(.*?)\]", inner, re.S)
+        }
+        kind = names.get(kind, kind)
+        if kind == "json":
+            stages.append((kind, {n: p or n for n, p in maps["expressions"].items()}))
+        elif kind in ("labels", "structured_metadata"):
+            stages.append((kind, {n: p or n for n, p in maps["values"].items()}))
+        elif kind in ("labeldrop", "labelallow"):
+            stages.append((kind, lists["values"]))
+        else:
+            stages.append((kind, {k: strings[k] for k in ("expression", "source") if k in strings}))
+    return stages
+
+
+def _promtail_stages() -> list[list[tuple[str, Any]]]:
+    config = yaml.safe_load((LOKI / "promtail" / "promtail-config.yaml").read_text())
+    jobs = []
+    for job in config["scrape_configs"]:
+        stages: list[tuple[str, Any]] = []
+        for stage in job["pipeline_stages"]:
+            ((kind, cfg),) = stage.items()
+            if kind == "json":
+                cfg = {n: p or n for n, p in cfg["expressions"].items()}
+            elif kind in ("labels", "structured_metadata"):
+                cfg = {n: p or n for n, p in cfg.items()}
+            elif kind in ("drop", "regex", "timestamp"):
+                cfg = {k: cfg[k] for k in ("expression", "source") if k in cfg}
+            stages.append((kind, cfg))
+        jobs.append(stages)
+    return jobs
+
+
+def _go_regex(expression: str) -> re.Pattern[str]:
+    """RE2 without flags: ``$`` is the end of the text (Python's ``\\Z``), not before a newline."""
+    if expression.endswith("$"):
+        expression = expression[:-1] + r"\Z"
+    return re.compile(expression)
+
+
+def _as_string(value: Any) -> str:
+    """How the pipelines turn an extracted JSON value into a string."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def _ship(stages: list[tuple[str, Any]], line: str, labels: dict[str, str]) -> dict | None:
+    """The stream labels the pipeline gives *line*; None when it drops the line."""
+    labels, extracted = dict(labels), {}
+    for kind, cfg in stages:
+        if kind == "drop":
+            if _go_regex(cfg["expression"]).search(line):
+                return None
+        elif kind == "json":
+            try:
+                document = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(document, dict):
+                for name, key in cfg.items():
+                    assert re.fullmatch(r"\w+", key), key  # plain keys only, no JMESPath
+                    if key in document:
+                        extracted[name] = document[key]
+        elif kind == "regex":
+            if cfg["source"] in extracted:
+                match = _go_regex(cfg["expression"]).search(_as_string(extracted[cfg["source"]]))
+                if match:
+                    extracted.update({k: v for k, v in match.groupdict().items() if v is not None})
+        elif kind == "labeldrop":
+            labels = {k: v for k, v in labels.items() if k not in cfg}
+        elif kind == "labels":
+            labels.update({n: _as_string(extracted[s]) for n, s in cfg.items() if s in extracted})
+        elif kind == "labelallow":
+            labels = {k: v for k, v in labels.items() if k in cfg}
+        else:
+            assert kind in ("structured_metadata", "timestamp"), f"unknown stage {kind}"
+    return labels
+
+
+def _hostile_lines() -> list[str]:
+    """10,000 distinct lines whose event is anything but a canonical event, then the three."""
+    base = {"timestamp": "2026-11-26T15:20:01.123456Z", "level": "info", "service": "shop"}
+    events: list[Any] = [
+        "request ", " request", "Request", "request\n", "request|task", "request.*", "task\u0000",
+        "runtime\u200b", '"request"', "", None, 1, 1.5, True, ["request"], {"event": "request"},
+    ]  # fmt: skip
+    events += [f"event-{i}" for i in range(10_000 - len(events))]
+    lines = [json.dumps({**base, "event": event}) for event in events]
+    assert 10_000 == len(set(lines))
+    return lines
+
+
+class TestShippingPipelines:
+    """The Alloy and Promtail pipelines put canonical lines, and only them, in their stream."""
+
+    def test_alloy_and_promtail_run_the_same_stages(self):
+        """Both shipped pipelines have the same stages, in the same order, per Promtail job."""
+        for stages in _promtail_stages():
+            assert _alloy_stages() == stages
+
+    @pytest.mark.parametrize("shipper", ["alloy", "promtail"])
+    def test_canonical_lines_get_the_label(self, shipper):
+        """request, task and runtime lines get obslog=<event>; an ordinary line none."""
+        stages = _alloy_stages() if shipper == "alloy" else _promtail_stages()[0]
+        shipped = {
+            event: _ship(stages, json.dumps({"event": event, "service": "shop"}), {})
+            for event in ("request", "task", "runtime", "order placed")
+        }
+        assert {
+            "request": {"service": "shop", "obslog": "request"},
+            "task": {"service": "shop", "obslog": "task"},
+            "runtime": {"service": "shop", "obslog": "runtime"},
+            "order placed": {"service": "shop"},
+        } == shipped
+
+    @pytest.mark.parametrize("shipper", ["alloy", "promtail"])
+    def test_hostile_events_never_become_label_values(self, shipper):
+        """10,000 distinct hostile events (and a source's own obslog label) add no stream."""
+        stages = _alloy_stages() if shipper == "alloy" else _promtail_stages()[0]
+        source = {"obslog": "from-the-source", "container": "web-1"}
+        lines = [*_hostile_lines(), '{"event":"x","event":"request"}', "not json", "{broken"]
+        label_sets = {
+            tuple(sorted(labels.items()))
+            for line in lines
+            if (labels := _ship(stages, line, source)) is not None
+        }
+        assert {
+            (("level", "info"), ("service", "shop")),
+            (("obslog", "request"),),  # duplicate key: the last value wins, as in Go
+            (),
+        } == label_sets
