@@ -108,6 +108,11 @@ class Readiness:
     before *budget*, so the answer arrives within the budget.  An answer is reused for *ttl*
     seconds, and callers that arrive while an evaluation runs wait for that one.
 
+    A check cut off at its timeout is reported as ``"timeout"`` and left behind, never waited
+    for: an async one is cancelled (if it ignores the cancellation it runs on, abandoned), a sync
+    one keeps its thread until it returns.  It is not started again while that run goes on, so
+    at most one run per check is ever outstanding, whatever the probe rate.
+
     Example::
 
         readiness = Readiness()
@@ -118,6 +123,9 @@ class Readiness:
             return queue.qsize() < 10_000
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       An async check is no longer awaited past its timeout (one that swallowed
+       ``CancelledError`` held every answer past the budget).
     """
 
     def __init__(
