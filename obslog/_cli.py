@@ -169,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"obslog {command}: error: {exc}\n")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C, e.g. in `obslog pretty` reading a terminal
+        return 130
     import obslog
 
     print(obslog.__version__)

@@ -31,9 +31,10 @@ def pretty(source: IO[str], sink: IO[str], colors: bool | None = None) -> int:
             text = render_console(line, colors)
         try:
             sink.write(text + "\n")
+            # Each line at once: `tail -f app.log | obslog pretty` shows lines as they come.
+            sink.flush()
         except BrokenPipeError:
             return 0
-    sink.flush()
     return 0
 
 

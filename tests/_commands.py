@@ -21,12 +21,16 @@ class Running:
     """A command started with :class:`subprocess.Popen` whose stdout is read by a thread."""
 
     def __init__(
-        self, argv: Sequence[str], cwd: Path | str | None = None, env: dict[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        cwd: Path | str | None = None,
+        env: dict[str, str] | None = None,
+        stdin: int = subprocess.DEVNULL,
     ) -> None:
         self.argv = list(argv)
         self.proc = subprocess.Popen(
             self.argv,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -53,6 +57,21 @@ class Running:
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict:
         """Return the first JSON line on stdout that *predicate* accepts; fail after *timeout* s."""
+
+        def accept(raw: str) -> dict | None:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                return None
+            return line if isinstance(line, dict) and predicate(line) else None
+
+        return self._wait(accept, timeout)
+
+    def wait_for_text(self, text: str, timeout: float = 60) -> str:
+        """Return the first stdout line containing *text*; fail after *timeout* s."""
+        return self._wait(lambda raw: raw if text in raw else None, timeout)
+
+    def _wait(self, accept: Callable[[str], Any], timeout: float) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -69,12 +88,9 @@ class Running:
                     f"{self.argv} exited with {code} first: {self.stderr}\n{self.seen}"
                 )
             self.seen.append(raw)
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(line, dict) and predicate(line):
-                return line
+            found = accept(raw)
+            if found is not None:
+                return found
 
     def lines(self) -> list[dict]:
         """The JSON object lines read so far (after the process ended: all of them)."""
@@ -99,6 +115,8 @@ class Running:
         """Send *signum* to the process (by its pid) and return its exit status."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signum)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         try:
             code = self.proc.wait(timeout)
         finally:

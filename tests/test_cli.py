@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -324,6 +325,12 @@ class TestUserErrors:
         )
         assert_usage_error(result, "OBSLOG_LEVEL", "'bogus'")
 
+    def test_celery_events_bad_level_option(self):
+        """``--level bogus`` is one line naming the valid levels, exit 2."""
+        pytest.importorskip("celery")
+        result = run("celery-events", "--broker", "redis://127.0.0.1:1/0", "--level", "bogus")
+        assert_usage_error(result, "'bogus'", "DEBUG, INFO")
+
     def test_celery_events_negative_snapshot_interval(self):
         """A negative --snapshot-interval is one error line, exit 2."""
         result = run("celery-events", "--broker", "redis://127.0.0.1:1/0",
@@ -392,3 +399,30 @@ class TestCeleryEventsCommand:
             event["type"], event["task_id"], event["task_name"]
         )
         assert (0, "") == (code, command.stderr)
+
+
+class TestInterrupt:
+    def test_ctrl_c_in_pretty_exits_130_without_traceback(self):
+        """Ctrl-C while ``obslog pretty`` waits for more input ends it with 130, no traceback."""
+        from _commands import Running
+
+        pretty = Running(
+            [*ENTRY_POINTS["script"](), "pretty"], env=clean_env(), stdin=subprocess.PIPE
+        )
+        try:
+            pretty.proc.stdin.write(json.dumps({"level": "info", "event": "first"}) + "\n")
+            pretty.proc.stdin.flush()
+            pretty.wait_for_text("first")  # each line is written at once, so it now waits
+        finally:
+            code = pretty.stop(signal.SIGINT)
+        assert (130, "") == (code, pretty.stderr)
+
+    def test_reader_gone_is_quiet(self):
+        """``obslog demo | obslog pretty | head -1``: both stop quietly, exit 0, no stderr."""
+        script = shlex.join(ENTRY_POINTS["script"]())
+        result = subprocess.run(
+            ["bash", "-c", f"{script} demo --requests 40 | {script} pretty | head -1;"
+             " echo status ${PIPESTATUS[0]} ${PIPESTATUS[1]}"],
+            capture_output=True, text=True, timeout=120, env=clean_env(), check=False,
+        )
+        assert ("", "status 0 0") == (result.stderr, result.stdout.splitlines()[-1])
