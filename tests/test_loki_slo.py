@@ -26,7 +26,7 @@ import yaml
 
 from _require import IN_CI, require_binary
 
-from obslog.loki import _rules as loki_rules
+from obslog.loki import rules as loki_rules
 from obslog.loki import slo as generator
 from obslog.loki._slo_config import ConfigError, load_config
 
@@ -292,11 +292,28 @@ class TestLokiRules:
         assert r'| route=~"/a\\.b|/orders/\\{id\\}"' in bad
 
     def test_selector_comes_from_the_rule_generator(self, slos):
-        """SLO rules select streams with the same function as every other obslog rule."""
-        assert loki_rules.selector("shop") == generator.stream_selector("shop")
-        assert generator.loki_group(slos[0])["rules"][0]["expr"].startswith(
-            "sum by (service_name, env) (sum_over_time(" + loki_rules.selector("shop")
+        """SLO rules select streams with the one selector function of every obslog rule."""
+        from obslog.loki.rules import stream_selector
+
+        mail = slos[3]
+        assert stream_selector("task", "shop") == generator.stream_selector(mail)
+        assert generator.loki_group(mail)["rules"][0]["expr"].startswith(
+            "sum by (service_name, env, task_name) (sum_over_time("
+            + stream_selector("task", "shop")
+            + " "
         )
+        plain = generator.loki_group(mail, canonical_stream=False)["rules"][0]["expr"]
+        assert "sum_over_time(" + stream_selector("task", "shop", canonical_stream=False) in plain
+
+    def test_cli_no_canonical_stream(self, tmp_path, capsys):
+        """--no-canonical-stream makes the Loki rules read every stream of the service."""
+        config = str(_write(tmp_path, CONFIG))
+        assert 0 == generator.main(["--config", config])
+        assert '{service_name="shop", obslog="request"}' in capsys.readouterr().out
+        assert 0 == generator.main(["--config", config, "--no-canonical-stream"])
+        out = capsys.readouterr().out
+        assert "obslog=" not in out
+        assert '{service_name="shop"} |=' in out
 
 
 # --------------------------------------------------------------------------------------------

@@ -87,22 +87,24 @@ Group = dict[str, Any]
 # --------------------------------------------------------------------------------------------
 
 
-def stream_selector(service: str) -> str:
+def stream_selector(slo: SLO, canonical_stream: bool = True) -> str:
     """
-    Return the stream selector of a service's SLO rules.
+    Return the stream selector of an SLO's rules.
 
-    Every SLO rule takes its selector from here, and this takes it from the rule generator of
-    :mod:`obslog.loki`, so SLO rules select the same streams as the other obslog rules.
+    The selector comes from :func:`obslog.loki.rules.stream_selector`, the one function that
+    decides which streams every obslog rule reads.
 
     Args:
-        service: The service's name (the ``service_name`` stream label).
+        slo: The objective (its service and the canonical event it reads).
+        canonical_stream: Read only the canonical stream of the event (``obslog="request"``);
+            ``False`` reads every stream of the service.
 
     Returns:
-        A LogQL stream selector such as ``{service_name="shop"}``.
+        A LogQL stream selector such as ``{service_name="shop", obslog="request"}``.
     """
-    from ._rules import selector
+    from .rules import stream_selector as rules_stream_selector
 
-    return selector(service)
+    return rules_stream_selector(slo.kind, slo.service, canonical_stream=canonical_stream)
 
 
 def _regex_of(values: Sequence[str]) -> str:
@@ -144,7 +146,7 @@ def _status_regex(statuses: Sequence[str]) -> str:
     return "|".join(s.replace("x", "[0-9]") for s in statuses)
 
 
-def _weighted_count(slo: SLO, bad: bool) -> str:
+def _weighted_count(slo: SLO, bad: bool, canonical_stream: bool) -> str:
     """``sum by (...) (sum_over_time(... | unwrap sample_rate ... [1m]))`` for all or bad events."""
     scope_fields, scope_filter = _scope_filter(slo)
     fields = ["event", *scope_fields]
@@ -158,7 +160,7 @@ def _weighted_count(slo: SLO, bad: bool) -> str:
     fields.append("sample_rate")
     pipeline = " ".join(
         [
-            stream_selector(slo.service),
+            stream_selector(slo, canonical_stream),
             f'|= `"event":"{slo.kind}"`',
             "| json " + ", ".join(fields),
             f'| event="{slo.kind}"',
@@ -173,7 +175,7 @@ def _labels(slo: SLO) -> dict[str, str]:
     return {"slo": slo.name, "sli": slo.sli}
 
 
-def loki_group(slo: SLO) -> Group:
+def loki_group(slo: SLO, canonical_stream: bool = True) -> Group:
     """
     Return the Loki rule group recording an SLI's weighted one-minute counts.
 
@@ -182,12 +184,13 @@ def loki_group(slo: SLO) -> Group:
 
     Args:
         slo: One objective.
+        canonical_stream: Read only the canonical stream (see :func:`stream_selector`).
 
     Returns:
         A Loki rule group (LogQL).
     """
-    total = _weighted_count(slo, bad=False)
-    bad = _weighted_count(slo, bad=True)
+    total = _weighted_count(slo, False, canonical_stream)
+    bad = _weighted_count(slo, True, canonical_stream)
     return {
         "name": f"obslog-slo-{slo.name}",
         "interval": _INTERVAL,
@@ -321,18 +324,21 @@ def prometheus_group(slo: SLO) -> Group:
     return {"name": f"obslog-slo-{slo.name}", "interval": _INTERVAL, "rules": rules}
 
 
-def build(slos: Sequence[SLO]) -> tuple[dict[str, Any], dict[str, Any]]:
+def build(
+    slos: Sequence[SLO], canonical_stream: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     Return the Loki and the Prometheus rule file documents for *slos*.
 
     Args:
         slos: Objectives with unique names.
+        canonical_stream: Loki rules read only the canonical stream (see :func:`stream_selector`).
 
     Returns:
         ``(loki_document, prometheus_document)``, each ``{"groups": [...]}``.
     """
     return (
-        {"groups": [loki_group(slo) for slo in slos]},
+        {"groups": [loki_group(slo, canonical_stream) for slo in slos]},
         {"groups": [prometheus_group(slo) for slo in slos]},
     )
 
@@ -421,6 +427,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     one.add_argument("--period", default="30d", help="SLO period, e.g. 28d (default: 30d)")
     one.add_argument("--runbook-url", help="runbook URL (default: a placeholder)")
+    parser.add_argument(
+        "--no-canonical-stream",
+        dest="canonical_stream",
+        action="store_false",
+        help="Loki rules read every stream of the service, not only the canonical lines' "
+        "stream (for shippers that cannot add the obslog stream label)",
+    )
     out = parser.add_mutually_exclusive_group()
     out.add_argument(
         "--output-dir",
@@ -479,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits on --help and on errors
         return int(exc.code or 0)
     try:
-        loki, prometheus = build(_objectives(options))
+        loki, prometheus = build(_objectives(options), options.canonical_stream)
     except ConfigError as exc:
         sys.stderr.write(f"obslog loki slo: error: {exc}\n")
         return 2
