@@ -40,3 +40,13 @@ def require_binary(name: str) -> str:
     if path is None:
         missing(f"{name} is not installed")
     return path  # type: ignore[return-value]
+
+
+def require_free_port(port: int, why: str) -> None:
+    """Skip (or fail under CI) when something holds loopback *port*, which an example binds."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            missing(f"port {port} is in use; {why}")

@@ -44,7 +44,7 @@ import pytest
 
 from _commands import Running
 from _readme import ROOT, inline_commands, python_block, python_blocks, shell_lines
-from _require import missing, require_binary, require_port
+from _require import missing, require_binary, require_free_port, require_port
 from _servers import free_port
 
 
@@ -110,16 +110,6 @@ def wait_listening(port: int, command: Running, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"nothing listens on {port} after {timeout} s: {command.stderr}")
-
-
-def require_free_port(port: int, why: str) -> None:
-    """The example binds a fixed *port*: skip (fail under CI) when something else holds it."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            missing(f"port {port} is in use; {why}")
 
 
 def request_line(lines: list[dict], route: str) -> dict:
@@ -490,15 +480,20 @@ def _obslog_form(command: str, tmp_path: Path) -> None:
     path = [w for w in words[1:] if re.fullmatch(r"[a-z][a-z-]*", w)][:2]
     if path[1:] and path[0] != "loki":
         path = path[:1]
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("obslog")), *path, "--help"],
-        capture_output=True, text=True, timeout=60, env=clean_env(), check=False,
-    )
-    assert (0, "") == (result.returncode, result.stderr), command
-    for option in re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", " ".join(words[1:])):
-        if option in ("-h", "--help"):
-            continue
-        assert option in result.stdout, f"{command}: {option} is not an option of {path}"
+    options = [
+        option
+        for option in re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", " ".join(words[1:]))
+        if option not in ("-h", "--help")
+    ]
+    script = str(Path(sys.executable).with_name("obslog"))
+    for entry in ([script], [sys.executable, "-m", "obslog"]):
+        result = subprocess.run(
+            [*entry, *path, "--help"],
+            capture_output=True, text=True, timeout=60, env=clean_env(), check=False,
+        )
+        assert (0, "") == (result.returncode, result.stderr), (entry, command)
+        for option in options:
+            assert option in result.stdout, f"{command}: {option} is not an option of {path}"
 
 
 def _commands() -> list[str]:
