@@ -9,6 +9,7 @@ accepts them, ``promtool`` for every PromQL expression, and ``docker compose con
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -865,3 +866,31 @@ class TestShippingPipelines:
             (("obslog", "request"),),  # duplicate key: the last value wins, as in Go
             (),
         } == label_sets
+
+
+def _selector_benchmark() -> Any:
+    """benchmarks/bench_loki_selectors.py, loaded from its file."""
+    path = ROOT / "benchmarks" / "bench_loki_selectors.py"
+    spec = importlib.util.spec_from_file_location("bench_loki_selectors", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestSelectorCost:
+    """The canonical stream cuts what each rule reads and leaves what it computes unchanged."""
+
+    def test_rules_read_less_and_keep_the_same_lines(self):
+        """At 20:1, every rule reads >10x fewer bytes and keeps exactly the same lines."""
+        bench = _selector_benchmark()
+        legacy, canonical = bench.compare(20, requests=30)
+
+        assert [c.rule for c in legacy] == [c.rule for c in canonical]
+        assert [c.kept for c in legacy] == [c.kept for c in canonical]
+        assert all(c.kept for c in canonical)
+        ratios = [
+            (a.rule, a.bytes_read / b.bytes_read) for a, b in zip(legacy, canonical, strict=True)
+        ]
+        assert [] == [(rule, ratio) for rule, ratio in ratios if ratio <= 10]
