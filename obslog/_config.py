@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 from typing import Any
 
@@ -24,8 +25,11 @@ __all__ = [
 ]
 
 DEFAULT_REDACT_KEYS: frozenset[str] = frozenset(
-    {"password", "passwd", "authorization", "cookie", "token", "secret", "api_key", "apikey"}
-)
+    {
+        "password", "passwd", "pwd", "passphrase", "authorization", "cookie", "token", "secret",
+        "api_key", "apikey", "private_key", "credentials",
+    }
+)  # fmt: skip
 REDACTED = "[REDACTED]"
 FORMATS = ("json", "console")
 
@@ -40,6 +44,8 @@ _BUILTIN: dict[str, Any] = {
     "slow_ms": None,
     "canonical_logger": "obslog",
     "colors": False,
+    "redact_text": True,
+    "redact_patterns": (),
 }
 
 
@@ -53,6 +59,8 @@ class _Configuration:
         "fmt",
         "level",
         "redact_keys",
+        "redact_patterns",
+        "redact_text",
         "sample_rate",
         "service",
         "slow_ms",
@@ -66,6 +74,8 @@ class _Configuration:
     level: int
     fmt: str
     redact_keys: frozenset[str]
+    redact_text: bool
+    redact_patterns: tuple[re.Pattern[str], ...]
     sample_rate: int
     slow_ms: float | None
     canonical_logger: str
@@ -107,7 +117,14 @@ def _validated(name: str, value: Any) -> Any:
         if isinstance(value, str):
             msg = "redact_keys must be an iterable of key names, not a single string"
             raise TypeError(msg)
-        return frozenset(str(k).lower().replace("-", "_") for k in value)
+        return frozenset(normalize_key(str(k)) for k in value)
+    if name == "redact_text":
+        if not isinstance(value, bool):
+            msg = f"redact_text must be True or False, not {value!r}"
+            raise TypeError(msg)
+        return value
+    if name == "redact_patterns":
+        return _patterns(value)
     if name == "sample_rate":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             msg = f"sample_rate must be an int >= 1 (keep 1 in N lines), not {value!r}"
@@ -160,6 +177,7 @@ def update(**settings: Any) -> None:
     for name, value in validated.items():
         setattr(CONFIG, name, value)
     _secret_cache.clear()
+    _text_changed()
     CONFIG.static = {
         key: value
         for key, value in (
@@ -172,21 +190,53 @@ def update(**settings: Any) -> None:
 
 
 _secret_cache: dict[str, bool] = {}
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def normalize_key(key: str) -> str:
+    """Return *key* as redaction compares it: ``X-Api-Key``, ``xApiKey`` -> ``x_api_key``."""
+    return _NON_WORD.sub("_", _CAMEL.sub("_", key).lower())
+
+
+def _patterns(value: Any) -> tuple[re.Pattern[str], ...]:
+    if isinstance(value, (str, re.Pattern)):
+        value = (value,)
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            try:
+                item = re.compile(item)
+            except re.error as exc:
+                msg = f"redact_patterns: {item!r} is not a valid regular expression: {exc}"
+                raise ValueError(msg) from None
+        if not isinstance(item, re.Pattern) or not isinstance(item.pattern, str):
+            msg = f"redact_patterns must be regular expressions (str or compiled), not {item!r}"
+            raise TypeError(msg)
+        out.append(item)
+    return tuple(out)
+
+
+def _text_changed() -> None:
+    from . import _redact
+
+    _redact.reconfigure()
 
 
 def is_secret(key: object) -> bool:
     """
     Return whether values under *key* must be redacted.
 
-    A key matches a redact name when, lower-cased with ``-`` read as ``_``, it equals the name or
-    ends in ``_<name>``: ``Authorization``, ``db_password``, ``X-Api-Key`` and ``set-cookie`` match;
+    A key matches a redact name when, lower-cased with camelCase split and every other character
+    than a letter or digit read as ``_``, it equals the name or ends in ``_<name>``:
+    ``Authorization``, ``db_password``, ``X-Api-Key``, ``accessToken`` and ``set-cookie`` match;
     ``token_count`` does not.
     """
     if not isinstance(key, str):
         return False
     hit = _secret_cache.get(key)
     if hit is None:
-        norm = key.lower().replace("-", "_")
+        norm = normalize_key(key)
         hit = any(norm == name or norm.endswith("_" + name) for name in CONFIG.redact_keys)
         if len(_secret_cache) < 8192:
             _secret_cache[key] = hit
@@ -204,3 +254,4 @@ def reset_defaults() -> None:
         setattr(CONFIG, name, value)
     CONFIG.static = {}
     _secret_cache.clear()
+    _text_changed()

@@ -31,6 +31,13 @@ _SAFE_SCALARS = (str, int, float, bool, type(None))
 
 
 def _default(obj: Any) -> Any:
+    try:
+        return _convert(obj)
+    except Exception as exc:  # a broken attribute or __repr__ must not lose the line
+        return f"<unrepresentable {type(obj).__qualname__}: {type(exc).__name__}>"
+
+
+def _convert(obj: Any) -> Any:
     # The types orjson encodes natively, encoded the same way here.
     if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
         return obj.isoformat()
@@ -44,10 +51,16 @@ def _default(obj: Any) -> Any:
         return bytes(obj).decode("utf-8", "backslashreplace")
     if isinstance(obj, (set, frozenset)):
         return list(obj)
+    return repr(obj)
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return _clean_str(key)
     try:
-        return repr(obj)
-    except Exception as exc:  # a broken __repr__ must not lose the line
-        return f"<unrepresentable {type(obj).__qualname__}: {type(exc).__name__}>"
+        return _clean_str(str(key))
+    except Exception as exc:  # a broken __str__ must not lose the line
+        return f"<unrepresentable {type(key).__qualname__}: {type(exc).__name__}>"
 
 
 def _clean_str(value: str) -> str:
@@ -64,7 +77,8 @@ def sanitize(obj: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> 
 
     Strings with lone surrogates are escaped, ``NaN``/``Infinity`` become ``None``, keys become
     strings, cycles become ``"<cycle>"``, nesting below :data:`MAX_DEPTH` becomes
-    ``"<too deep>"`` and other objects their ``repr``.
+    ``"<too deep>"`` and other objects what the encoders make of them (sets as lists, Enums as
+    their value, dataclasses as objects, anything else its ``repr``), sanitized in turn.
     """
     if isinstance(obj, str):
         return _clean_str(obj)
@@ -79,12 +93,15 @@ def sanitize(obj: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> 
             return "<cycle>"
         seen = _seen | {id(obj)}
         if isinstance(obj, dict):
-            return {
-                _clean_str(k if isinstance(k, str) else str(k)): sanitize(v, _depth + 1, seen)
-                for k, v in obj.items()
-            }
+            return {_key(k): sanitize(v, _depth + 1, seen) for k, v in obj.items()}
         return [sanitize(v, _depth + 1, seen) for v in obj]
-    return _clean_str(_default(obj))
+    converted = _default(obj)
+    if isinstance(converted, str):
+        return _clean_str(converted)
+    if id(obj) in _seen:
+        return "<cycle>"
+    # A set's items, an Enum's value, a dataclass's fields: sanitized like any other value.
+    return sanitize(converted, _depth + 1, _seen | {id(obj)})
 
 
 def _dumps_stdlib(obj: Any) -> str:

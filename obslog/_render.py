@@ -18,16 +18,26 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from . import _json
+from . import _json, _redact
 from ._config import CONFIG, REDACTED, _secret_cache, is_secret
-from ._schema import PROTECTED
+from ._redact import LEAF_TYPES, redact
+from ._schema import ERROR, EXTRA_PREFIX, LOG_RECORD_KEYS, PROTECTED
 
 
-__all__ = ["build", "exc_fields", "format_timestamp", "level_name", "redact", "render"]
+__all__ = [
+    "build",
+    "degraded",
+    "degraded_record",
+    "exc_fields",
+    "format_timestamp",
+    "level_name",
+    "redact",
+    "render",
+    "to_json",
+]
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
-_CONTAINERS = (dict, list, tuple)
 _EMPTY: dict[str, Any] = {}
 _LEVELS = {
     logging.DEBUG: "debug",
@@ -111,34 +121,12 @@ def exc_fields(exc_info: Any) -> dict[str, str]:
         stack = "".join(traceback.format_exception(etype, exc, tb)).rstrip("\n")
     except Exception:
         stack = "<traceback unavailable>"
+    scrub = _redact.scrub_text
     return {
         "exc_type": qualname if module == "builtins" else f"{module}.{qualname}",
-        "exc_message": _safe_str(exc),
-        "stack": stack,
+        "exc_message": scrub(_safe_str(exc)),
+        "stack": scrub(stack),
     }
-
-
-def redact(value: Any, _depth: int = 0) -> Any:
-    """
-    Return *value* with every secret key at any depth replaced by ``[REDACTED]`` (copies on change).
-    """
-    if _depth > 32:
-        return value
-    if isinstance(value, dict):
-        out = None
-        for key, item in value.items():
-            new = REDACTED if is_secret(key) else redact(item, _depth + 1)
-            if new is not item and out is None:
-                out = dict(value)
-            if out is not None:
-                out[key] = new
-        return value if out is None else out
-    if isinstance(value, (list, tuple)):
-        items = [redact(item, _depth + 1) for item in value]
-        if all(a is b for a, b in zip(items, value, strict=False)):
-            return value
-        return items
-    return value
 
 
 def build(
@@ -156,14 +144,19 @@ def build(
     """
     Return the fields of one line in schema order.
 
-    *extras* (``extra=`` or structlog keywords) are redacted; one that clashes with a schema field
-    or a bound field is kept as ``extra_<key>`` instead of overwriting it.
+    *extras* (``extra=`` or structlog keywords) are redacted; one that clashes with a schema field,
+    a bound field or another key is kept as ``extra_<key>`` (``extra_extra_<key>``...) instead of
+    overwriting it.
     """
+    if event.__class__ is not str:
+        event = _safe_str(event)
+    if "earer " in event or "asic " in event:  # has_scheme, inlined: every line pays it
+        event = _redact.scrub_text(event)
     line: dict[str, Any] = {
         "timestamp": format_timestamp(created),
         "level": level,
         "logger": logger,
-        "event": event if event.__class__ is str else _safe_str(event),
+        "event": event,
         **CONFIG.static,
         "pid": pid if pid is not None else os.getpid(),
         **(ctx or _EMPTY),
@@ -172,9 +165,9 @@ def build(
         secrets = _secret_cache
         for key, value in extras.items():
             if key.__class__ is not str:
-                key = str(key)
+                key = _safe_str(key)
             if key in line or key in PROTECTED:
-                key = f"extra_{key}"
+                key = _free_name(key, line, extras)
             elif key[:1] == "_":  # private by convention (python-json-logger, structlog)
                 continue
             secret = secrets.get(key)
@@ -182,7 +175,10 @@ def build(
                 secret = is_secret(key)
             if secret:
                 value = REDACTED
-            elif value.__class__ in _CONTAINERS:
+            elif value.__class__ is str:
+                if "earer " in value or "asic " in value:
+                    value = _redact.scrub_text(value)
+            elif value.__class__ not in LEAF_TYPES:
                 value = redact(value)
             line[key] = value
     if timings:
@@ -190,8 +186,16 @@ def build(
     if exc_info:
         line.update(exc_fields(exc_info))
     if stack_info:
-        line["stack_info"] = stack_info
+        line["stack_info"] = _redact.scrub_text(_safe_str(stack_info))
     return line
+
+
+def _free_name(key: str, line: dict[str, Any], extras: Mapping[str, Any]) -> str:
+    # Never overwrite a field, nor a key the caller gave: extra_request_id stays the caller's own.
+    key = EXTRA_PREFIX + key
+    while key in line or key in extras:
+        key = EXTRA_PREFIX + key
+    return key
 
 
 _consoles: dict[bool, Any] = {}
@@ -228,28 +232,117 @@ def render_console(line: dict[str, Any], colors: bool = False) -> str:
         line["timings"] = timings_text(timings)
     if "stack" in line:
         line["exception"] = line.pop("stack")  # printed as a block after the line
-    return str(_console_renderer(colors)(None, str(line.get("level", "info")), line))
+    return _redact.scrub_text(
+        str(_console_renderer(colors)(None, str(line.get("level", "info")), line))
+    )
+
+
+def to_json(line: dict[str, Any]) -> str:
+    """
+    Render *line* as one compact JSON line: credentials in its text scrubbed, separators escaped.
+    """
+    text = _json.dumps(line)
+    # finish_json's own tests, inlined: the common line skips the call.
+    if (
+        text.isascii()
+        and "@" not in text
+        and "=" not in text
+        and "'" not in text
+        and _redact.no_user_patterns
+    ):
+        return text
+    return _redact.finish_json(text)
 
 
 def render(line: dict[str, Any], fmt: str = "json") -> str:
     """Render *line* as one compact JSON line, or for the console when *fmt* is ``"console"``."""
     if fmt == "console":
         return render_console(line, CONFIG.colors)
-    return _json.dumps(line)
+    text = _json.dumps(line)
+    if (
+        text.isascii()
+        and "@" not in text
+        and "=" not in text
+        and "'" not in text
+        and _redact.no_user_patterns
+    ):
+        return text
+    return _redact.finish_json(text)
 
 
-def degraded(level: str, logger: str, message: Any, error: BaseException) -> str:
-    """Render the line written when a record could not be rendered normally."""
-    return _json.dumps(
+def degraded(
+    level: str,
+    logger: str,
+    message: Any,
+    error: BaseException,
+    *,
+    created: float | None = None,
+    pid: int | None = None,
+    captured: tuple[dict[str, Any] | None, dict[str, Any] | None] | None = None,
+    extras: Mapping[str, Any] | None = None,
+) -> str:
+    """
+    Render the line written when a record could not be rendered normally.
+
+    It keeps what it can: the timestamp, level, logger, static fields, pid, the scope's ids and
+    bound fields (*captured*, else the current scope's) and timings, and the *extras* if they
+    still render; *message* replaces the event and ``obslog_error`` says what failed.
+    """
+    if created is None:
+        created = time.time()
+    if captured is None:
+        try:
+            from ._context import capture
+
+            captured = capture()
+        except Exception:
+            captured = (None, None)
+    ctx, timings = captured if isinstance(captured, tuple) and len(captured) == 2 else (None, None)
+    event = _safe_str(message)
+    reason = f"{type(error).__name__}: {_safe_str(error)}"
+    for fields in (extras, None):
+        try:
+            line = build(
+                created, level, logger, event, pid, ctx, timings, fields
+            )
+        except Exception:
+            continue
+        line[ERROR] = reason
+        return render(line, "json")
+    return render(
         _json.sanitize(
             {
-                "timestamp": format_timestamp(time.time()),
+                "timestamp": format_timestamp(created),
                 "level": level,
                 "logger": logger,
-                "event": _safe_str(message),
+                "event": event,
                 **CONFIG.static,
                 "pid": os.getpid(),
-                "obslog_error": f"{type(error).__name__}: {_safe_str(error)}",
+                ERROR: reason,
             }
-        )
+        ),
+        "json",
+    )
+
+
+def degraded_record(record: logging.LogRecord, message: Any, error: BaseException) -> str:
+    """
+    Render the degraded line of a stdlib *record* (see :func:`degraded`) with its scope and extras.
+    """
+    d = record.__dict__
+    try:
+        extras: dict[str, Any] | None = {
+            k: v for k, v in d.items() if k not in LOG_RECORD_KEYS and k[:1] != "_"
+        }
+    except Exception:
+        extras = None
+    return degraded(
+        level_name(record.levelno) if isinstance(record.levelno, int) else "error",
+        _safe_str(record.name),
+        message,
+        error,
+        created=record.created if isinstance(record.created, (int, float)) else None,
+        pid=record.process if isinstance(record.process, int) else None,
+        captured=d.get("_obslog"),
+        extras=extras,
     )

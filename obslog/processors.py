@@ -50,8 +50,6 @@ _METHOD_LEVEL = {
     "critical": "critical",
     "fatal": "critical",
 }
-# Keys that structlog's own processors may have added and that the line sets itself.
-_OWN_KEYS = ("timestamp", "level", "logger")
 
 
 def add_context(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
@@ -85,15 +83,18 @@ def render_to_stdlib(logger: Any, method_name: str, event_dict: EventDict) -> Re
     Render *event_dict* as an obslog line, to be passed to a stdlib logger.
 
     Must be the last processor.  Context, timings, redaction, exceptions (``exc_info``) and the
-    static fields are all applied here, exactly as the stdlib formatter does.
+    static fields are all applied here, exactly as the stdlib formatter does.  A keyword named
+    like a schema field (``level``, ``timestamp``, ``logger``...) is kept as ``extra_<key>``, as
+    ``extra=`` keys are on the stdlib path; obslog sets those fields itself, so structlog's
+    ``add_log_level``, ``add_logger_name`` and ``TimeStamper`` are not needed in the chain.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 ``level``, ``timestamp`` and ``logger`` keywords are kept as
+       ``extra_<key>`` instead of being dropped.
     """
     event = event_dict.pop("event", "")
     exc_info = event_dict.pop("exc_info", None)
     stack_info = event_dict.pop("stack_info", None)
-    for key in _OWN_KEYS:
-        event_dict.pop(key, None)
     if exc_info is True:
         exc_info = sys.exc_info()
     ctx, timings = capture()
@@ -136,8 +137,16 @@ class BoundLogger(structlog.BoundLoggerBase):
             return None
         except Exception as exc:  # logging must not raise into the application
             _stats.incr("render_errors")
+            try:
+                extras: dict[str, Any] | None = {**self._context, **kw}
+            except Exception:
+                extras = None
             line_args = (
-                RenderedLine(degraded(_METHOD_LEVEL[method], stdlib_logger.name, event, exc)),
+                RenderedLine(
+                    degraded(
+                        _METHOD_LEVEL[method], stdlib_logger.name, event, exc, extras=extras
+                    )
+                ),
             )
             line_kw = {}
         try:
