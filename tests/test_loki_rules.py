@@ -594,6 +594,14 @@ class TestDashboard:
             for p in generator.lint_logql(_substitute_grafana_variables(expr))
         ]
 
+    def test_request_panels_read_the_canonical_stream(self):
+        """LogQL panels over request lines select obslog="request"; the error-line panel all."""
+        for name, expr in _targets("loki"):
+            if '`"event":"request"`' in expr:
+                assert 'obslog="request"} |= `"event":"request"`' in expr, name
+            else:
+                assert "obslog=" not in expr, name
+
     def test_dashboard_reads_recorded_series(self):
         """Every recorded series named in a Prometheus target is recorded by some rule."""
         recorded = {rule["record"] for _, rule in _all_rules() if "record" in rule}
