@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - exercised without the extra
 __all__ = ["ObslogMiddleware", "silence_access_logs"]
 
 _EXC_ATTR = "_obslog_exception"
+_SCOPE_ATTR = "_obslog_scope"
 
 
 class ObslogMiddleware:
@@ -47,8 +48,9 @@ class ObslogMiddleware:
     The request id comes from the ``OBSLOG_REQUEST_ID_HEADER`` header when
     valid (else a new one) and is echoed on the response; trace ids come from
     the active OpenTelemetry span or a valid ``traceparent``.  The route is
-    the resolver's template with a leading slash (``/orders/<int:pk>/``), or
-    ``"<unmatched>"``.  A view exception (answered 500 by Django) is on the
+    the resolver's template with a leading slash (``/orders/<int:pk>/``),
+    bound before the view runs (``process_view``) so the view's lines carry
+    it, or ``"<unmatched>"``.  A view exception (answered 500 by Django) is on the
     canonical line; a streaming response is timed to its last chunk, and one
     closed early (client gone) or a cancelled async request ends with
     ``outcome="cancelled"``.  ``FileResponse`` bodies are sent by the server
@@ -101,6 +103,12 @@ class ObslogMiddleware:
             raise
         return self._respond(scope, request, response)
 
+    def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
+        """Bind the resolved route before the view runs, so the view's own lines carry it."""
+        scope = getattr(request, _SCOPE_ATTR, None)
+        if scope is not None:
+            scope.bind(route=_route(request))
+
     def process_exception(self, request: Any, exception: Exception) -> None:
         """Keep a view's exception for the canonical line; Django still answers it."""
         setattr(request, _EXC_ATTR, exception)
@@ -110,6 +118,7 @@ class ObslogMiddleware:
         ids = resolve_ids(meta.get(self._meta_key), meta.get("HTTP_TRACEPARENT"))
         scope = request_scope(method=request.method, route=None, **ids.scope_fields())
         scope.__enter__()
+        setattr(request, _SCOPE_ATTR, scope)
         return scope
 
     def _respond(self, scope: Scope, request: Any, response: Any) -> Any:
@@ -145,7 +154,9 @@ def _finish(
     *,
     cancelled: bool = False,
 ) -> None:
-    scope.bind(route=_route(request))
+    route = _route(request)
+    if scope.fields.get("route") != route:
+        scope.bind(route=route)
     status = getattr(response, "status_code", None)
     if exc is None:
         exc = getattr(request, _EXC_ATTR, None)

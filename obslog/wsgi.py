@@ -45,7 +45,9 @@ class ObslogMiddleware:
     one), trace ids from the active OpenTelemetry span or a valid
     ``traceparent``.  The route is whatever the app bound on the scope
     (``obslog.bind(route=...)``, as :mod:`obslog.flask` does), else *route*
-    called with the environ, else ``"<unmatched>"``.  The canonical line is
+    called with the environ (before the app runs, so the app's lines carry
+    it; again at the end if it had no answer), else ``"<unmatched>"``.  The
+    canonical line is
     written when the server closes the response iterable; a server that
     closes it before the body was consumed (the client went away) gives
     ``outcome="cancelled"``; an exception from the app gives ``status=500``
@@ -90,6 +92,9 @@ class ObslogMiddleware:
         )
         exchange = _Exchange(self, scope, environ)
         header = (self._header, ids.request_id)
+        if self._route is not None:
+            # Known from the environ alone: bound before the app runs, so its lines carry it.
+            exchange.bind_route()
 
         def start_response_wrapper(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -122,6 +127,22 @@ class _Exchange:
         self.status: int | None = None
         self.done = False
 
+    def route(self) -> str | None:
+        """Return what the middleware's route callable says, ``None`` if nothing (or it raised)."""
+        if self.middleware._route is None:
+            return None
+        try:
+            route = self.middleware._route(self.environ)
+        except Exception:  # a broken route callable must not break the request
+            return None
+        return route if isinstance(route, str) and route else None
+
+    def bind_route(self) -> None:
+        """Bind the route now if the route callable knows it from the environ."""
+        route = self.route()
+        if route is not None:
+            self.scope.bind(route=route)
+
     def finish(self, exc: BaseException | None, *, cancelled: bool = False) -> None:
         """Fill in route and status, then exit the scope (writes the canonical line)."""
         if self.done:
@@ -129,13 +150,7 @@ class _Exchange:
         self.done = True
         scope = self.scope
         if scope.fields.get("route") is None:
-            route = None
-            if self.middleware._route is not None:
-                try:
-                    route = self.middleware._route(self.environ)
-                except Exception:  # a broken route callable must not break the request
-                    route = None
-            scope.bind(route=route or UNMATCHED_ROUTE)
+            scope.bind(route=self.route() or UNMATCHED_ROUTE)
         if exc is None:
             handled = self.environ.get("obslog.exception")
             if isinstance(handled, BaseException):

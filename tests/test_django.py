@@ -169,6 +169,14 @@ class TestDjangoWSGI:
         (app_line,) = [r for r in records if r["event"] == "order read"]
         assert line["request_id"] == app_line["request_id"]
 
+    def test_view_lines_carry_route_and_method(self, lines):
+        """The view's own line carries the resolver's route and the method (process_view)."""
+        with DjangoWSGIThread() as base:
+            httpx.get(f"{base}/orders/12/")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        (app_line,) = [r for r in records if r["event"] == "order read"]
+        assert ("GET", "/orders/<int:order_id>/") == (app_line["method"], app_line["route"])
+
     def test_included_route_and_unmatched(self, lines):
         """include() prefixes join into the route; unknown paths share the unmatched value."""
         obslog.django.silence_access_logs()
@@ -271,6 +279,14 @@ class TestDjangoASGI:
         assert 1 == line["timings"]["db_query"]["count"]
         (app_line,) = [r for r in records if r["event"] == "async order read"]
         assert response.headers["x-request-id"] == app_line["request_id"] == line["request_id"]
+
+    def test_async_view_lines_carry_the_route(self, lines):
+        """Under ASGI an async view's own line carries the route too."""
+        with DjangoASGIThread() as base:
+            httpx.get(f"{base}/async/3/")
+        records = wait_for(lines, lambda ls: canonical(ls))
+        (app_line,) = [r for r in records if r["event"] == "async order read"]
+        assert ("GET", "/async/<int:order_id>/") == (app_line["method"], app_line["route"])
 
     def test_sync_view_under_asgi(self, lines):
         """A sync view under ASGI runs in a worker thread that sees the request's scope."""
