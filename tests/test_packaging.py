@@ -4,6 +4,7 @@ Packaging: the built wheel holds what users import (the README's examples: test_
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -50,3 +51,21 @@ class TestWheel:
         assert [] == [n for n in names if n.startswith("tests/")]
         (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
         assert "obslog = obslog._cli:main" in wheel.read(entry_points).decode()
+
+
+class TestCiScript:
+    def test_stops_no_process(self):
+        """.ci/run never kills a process (a developer's own Prometheus keeps running)."""
+        script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+        commands = [
+            line for line in script.splitlines() if not line.lstrip().startswith("#")
+        ]
+        assert [] == [
+            line for line in commands if re.search(r"\b(pkill|killall|kill)\b", line)
+        ]
+
+    def test_installs_the_tools_the_tests_and_benchmarks_use(self):
+        """.ci/run installs promtool/prometheus, valgrind and node when they are missing."""
+        script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+        for tool in ("prometheus", "valgrind", "nodejs"):
+            assert re.search(rf"need\+=\([^)]*\b{tool}\b", script), tool
