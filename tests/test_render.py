@@ -5,7 +5,9 @@ standard-library encoder, formatter failures (obslog._render, obslog._json, obsl
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import enum
 import io
 import json
 import logging
@@ -31,7 +33,7 @@ def _encoder(request) -> str:
 
 
 def parse(stream: io.StringIO) -> list[dict]:
-    # Split on "\n" only: str.splitlines() would also split at U+2028, which JSON leaves raw.
+    # Split on "\n" only, so that a raw U+2028 would show up as a broken line, not a split one.
     return [json.loads(raw) for raw in stream.getvalue().split("\n") if raw]
 
 
@@ -392,3 +394,146 @@ class TestFormatterFailure:
         line = json.loads(text)
         assert "obslog_error" in line
         assert "t.rec" == line["logger"]
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class TestFallbackEncoder:
+    """Finding: the fallback encoder turned good lines into degraded ones (issue 8, item 2)."""
+
+    def cyc(self) -> list:
+        """A list that contains itself."""
+        lst: list = [1]
+        lst.append(lst)
+        return lst
+
+    @pytest.mark.parametrize(
+        ("trigger", "expected"),
+        [
+            ("\ud800", "\\ud800"),
+            (float("nan"), None),
+            ("cycle", [1, "<cycle>"]),
+        ],
+        ids=["surrogate", "nan", "cycle"],
+    )
+    def test_rich_values_beside_a_fallback_trigger(self, sio, encoder, trigger, expected):
+        """A set, frozenset, IntEnum, dataclass beside a surrogate, NaN or cycle keep the line."""
+        trigger = self.cyc() if trigger == "cycle" else trigger
+        before = obslog.stats()["render_errors"]
+        logging.getLogger("t.fb").info(
+            "x",
+            extra={
+                "s": {1},
+                "fs": frozenset(),
+                "e": Color.RED,
+                "p": Point(1, 2),
+                "t": trigger,
+                "big": 2**70,
+            },
+        )
+        (line,) = parse(sio)
+        assert "obslog_error" not in line
+        assert ([1], [], 1, {"x": 1, "y": 2}, expected, 2**70) == (
+            line["s"], line["fs"], line["e"], line["p"], line["t"], line["big"]
+        )
+        assert before == obslog.stats()["render_errors"]
+
+    def test_hypothesis_counterexample(self, sio, encoder):
+        """The shape Hypothesis found, {"name": [[1, <cycle>], frozenset()]}, renders normally."""
+        logging.getLogger("t.fb").info("x", extra={"names": [self.cyc(), frozenset()]})
+        (line,) = parse(sio)
+        assert [[1, "<cycle>"], []] == line["names"]
+
+    def test_sanitize_converts_defaults(self):
+        """sanitize() sanitizes what the default hook returns instead of calling it a string."""
+        assert [[1], 1, {"x": 1, "y": None}] == _json.sanitize(
+            [{1}, Color.RED, Point(1, float("nan"))]
+        )
+
+
+class TestDegradedLines:
+    """Finding: degraded lines lost the ids (issue 8, item 3)."""
+
+    def test_stdlib_bad_args_keep_ids_and_bound_fields(self, sio, emit):
+        """log.info("%s %d", "a") in a scope: the degraded line keeps ids and bound fields."""
+        with obslog.request_scope("GET", "/o", request_id="rid-1", trace_id="a" * 32) as s:
+            s.bind(tenant="t1")
+            emit(logging.INFO, "%s %d", "a")
+        (line, _canonical) = parse(sio)
+        assert line["obslog_error"].startswith("TypeError")
+        assert ("rid-1", "a" * 32, "t1", "shop", "t.fail") == (
+            line["request_id"], line["trace_id"], line["tenant"], line["service"], line["logger"]
+        )
+        assert "'%s %d' % ('a',)" == line["event"]
+
+    def test_stdlib_degraded_keeps_extras(self, sio):
+        """A record that fails to render keeps the extras that still render."""
+        formatter = obslog.JsonFormatter()
+        with obslog.request_scope("GET", "/o", request_id="rid-2"):
+            text = formatter.format(make_record("%s %s", ("one",), order_id=7))
+        line = json.loads(text)
+        assert ("rid-2", 7) == (line["request_id"], line["order_id"])
+        assert "obslog_error" in line
+
+    def test_structlog_failing_processor_keeps_ids(self, sio):
+        """A structlog processor that raises: the degraded line keeps ids, bound and given keys."""
+
+        def broken(logger, method, event_dict):
+            raise ValueError("processor failed")
+
+        obslog.configure(stream=sio, service="shop")
+        structlog.configure(
+            processors=[broken, obslog.processors.render_to_stdlib],
+            wrapper_class=obslog.processors.BoundLogger,
+            logger_factory=structlog.stdlib.LoggerFactory(),
+        )
+        with obslog.request_scope("GET", "/o", request_id="rid-3"):
+            structlog.get_logger("t.sl").bind(user="u1").info("hello", order_id=9)
+        line = parse(sio)[0]
+        assert ("rid-3", "u1", 9, "hello") == (
+            line["request_id"], line["user"], line["order_id"], line["event"]
+        )
+        assert "ValueError: processor failed" == line["obslog_error"]
+
+
+class TestSmallerFindings:
+    """Issue 8, item 11: a faked degraded marker, overwritten user keys, raw line separators."""
+
+    def test_user_obslog_error_is_renamed(self, sio):
+        """A user extra named obslog_error is kept as extra_obslog_error on both paths."""
+        logging.getLogger("t.s").info("x", extra={"obslog_error": "fake"})
+        structlog.get_logger("t.s").info("y", obslog_error="fake")
+        for line in parse(sio):
+            assert ("fake", False) == (line["extra_obslog_error"], "obslog_error" in line)
+
+    def test_renamed_key_never_overwrites_a_user_key(self, sio):
+        """extra_request_id given by the user stays; the clashing request_id goes further out."""
+        with obslog.request_scope("GET", "/o", request_id="real"):
+            logging.getLogger("t.s").info(
+                "x", extra={"extra_request_id": "MINE", "request_id": "evil"}
+            )
+            structlog.get_logger("t.s").info("y", request_id="evil", extra_request_id="MINE")
+        for line in parse(sio)[:2]:
+            assert ("real", "MINE", "evil") == (
+                line["request_id"], line["extra_request_id"], line["extra_extra_request_id"]
+            )
+
+    @pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\x85"])
+    def test_line_separators_escaped(self, sio, encoder, sep):
+        """U+2028, U+2029 and U+0085 are written escaped: one line for str.splitlines()."""
+        logging.getLogger("t.s").info(f"a{sep}b", extra={"v": sep})
+        structlog.get_logger("t.s").info(f"a{sep}b", v=sep)
+        raw = sio.getvalue()
+        assert (2, False) == (len(raw.splitlines()), sep in raw)
+        escape = f"\\u{ord(sep):04x}"
+        assert 4 == raw.count(escape)
+        for line in (json.loads(text) for text in raw.splitlines()):
+            assert (f"a{sep}b", sep) == (line["event"], line["v"])
