@@ -36,6 +36,9 @@ _NO_EXTRAS: Mapping[str, Any] = {}
 _EXTRA = "_obslog_extra"
 # Every attribute a bare LogRecord has, on this Python version.
 _BARE_RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+# LogRecord.__init__ sets them first, in a fixed order; this one last.
+_BARE_LEN = len(_BARE_RECORD_KEYS)
+_LAST_BARE_KEY = list(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)[-1]
 _LOG_RECORD_KEYS = LOG_RECORD_KEYS
 # What a formatter leaves out of a line unless ``reserved_attrs`` says otherwise.
 _DEFAULT_SKIP = _LOG_RECORD_KEYS | frozenset(RESERVED_ATTRS)
@@ -310,7 +313,17 @@ class JsonFormatter(BaseJsonFormatter):
         else:
             event = record.getMessage()
             extras = _NO_EXTRAS
-        found = self._record_extras(d)
+        found: Mapping[str, Any]
+        stash = d.get(_EXTRA)
+        if (
+            stash is not None
+            and self._default_skip
+            # Nothing added since makeRecord but what logging may add (and obslog never writes).
+            and len(d) == stash.size + (_CAPTURED in d) + ("message" in d) + ("asctime" in d)
+        ):
+            found = stash  # ObslogLogger's extra fields, as they are
+        else:
+            found = self._scan(d)
         if found:
             extras = {**extras, **found} if extras else found
         exc_info = record.exc_info
@@ -334,20 +347,32 @@ class JsonFormatter(BaseJsonFormatter):
     def _record_extras(self, d: dict[str, Any]) -> Mapping[str, Any]:
         """Return the attributes of a record's ``__dict__`` *d* that go on the line."""
         stash = d.get(_EXTRA)
-        if stash is not None and self._default_skip:
-            # Attributes logging may add after makeRecord, none of which is written.
-            late = (_CAPTURED in d) + ("message" in d) + ("asctime" in d)
-            if len(d) == stash.size + late:  # nothing else added since: ObslogLogger's keys
-                fields: Mapping[str, Any] = stash.fields
-                return fields
+        if (
+            stash is not None
+            and self._default_skip
+            and len(d) == stash.size + (_CAPTURED in d) + ("message" in d) + ("asctime" in d)
+        ):
+            fields: Mapping[str, Any] = stash
+            return fields
+        return self._scan(d)
+
+    def _scan(self, d: dict[str, Any]) -> dict[str, Any]:
+        """Return the attributes of *d* that are neither skipped nor private."""
         skip = self._skip
+        keys = list(d)
+        if (
+            self._default_skip
+            and len(keys) >= _BARE_LEN
+            and keys[_BARE_LEN - 1] == _LAST_BARE_KEY
+        ):
+            # LogRecord.__init__ set its attributes first, in this order, and every one of them
+            # is skipped: only the later ones (``extra``, a filter's) need looking at.
+            keys = keys[_BARE_LEN:]
         try:
-            return {k: v for k, v in d.items() if k not in skip and k[:1] != "_"}
+            return {k: d[k] for k in keys if k not in skip and k[:1] != "_"}
         except TypeError:  # a key that is not a string (``extra={5: ...}``)
             return {
-                k: v
-                for k, v in d.items()
-                if k not in skip and (k.__class__ is not str or k[:1] != "_")
+                k: d[k] for k in keys if k not in skip and (k.__class__ is not str or k[:1] != "_")
             }
 
     def _option_line(
@@ -442,14 +467,16 @@ class ConsoleFormatter(JsonFormatter):
         return render_console(log_data, CONFIG.colors)
 
 
-class _ExtraStash:
-    """What :class:`ObslogLogger` put on a record: its ``extra`` fields, and the record's size."""
+class _ExtraFields(dict[str, Any]):
+    """
+    The ``extra`` fields :class:`ObslogLogger` put on a record, and the record's size just after.
 
-    __slots__ = ("fields", "size")
+    A dict (built in C, as cheap as a copy) so that the formatter can write it as it is.
+    """
 
-    def __init__(self, fields: dict[str, Any], size: int) -> None:
-        self.fields = fields
-        self.size = size
+    __slots__ = ("size",)
+
+    size: int
 
 
 class ObslogLogger(logging.Logger):
@@ -484,22 +511,24 @@ class ObslogLogger(logging.Logger):
         )
         if extra is not None:
             d = record.__dict__
+            clean: _ExtraFields
             if extra.__class__ is dict and _LOG_RECORD_KEYS.isdisjoint(extra):
-                clean = dict(extra)  # a copy: the caller may change its dict after the call
+                clean = _ExtraFields(extra)  # a copy: the caller may change its dict after the call
             else:
                 try:
                     items = extra.items()
                 except AttributeError:  # not a mapping: keep it visible rather than raise
                     d["extra_value"] = extra
                     return record
-                clean = {}
+                clean = _ExtraFields()
                 for key, value in items:
                     if key.__class__ is not str:
                         key = str(key)
                     clean[f"extra_{key}" if key in _LOG_RECORD_KEYS else key] = value
             d.update(clean)
-            # The extra fields, and how many attributes the record has now (the stash included).
-            d[_EXTRA] = _ExtraStash(clean, len(d) + 1)
+            # How many attributes the record has now, this one included.
+            clean.size = len(d) + 1
+            d[_EXTRA] = clean
         return record
 
 
