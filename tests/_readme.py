@@ -52,11 +52,24 @@ def shell_lines() -> list[str]:
     ]
 
 
+#: Words that also name things in prose ("Celery's `celery worker starting` line"): a span
+#: starting with one is a command only with an option or a ``module:app``.
+_AMBIGUOUS = frozenset({"celery", "uvicorn", "gunicorn", "flask", "docker", "npm", "pytest"})
+
+
+def _looks_like_command(span: str) -> bool:
+    first = span.split(" ", 1)[0]
+    if first not in _AMBIGUOUS:
+        return True
+    return bool(re.search(r"\s-|\w:\w", span)) or span in {"npm ci", "npm install"}
+
+
 def inline_commands(words: tuple[str, ...]) -> list[str]:
-    """Inline code spans outside fenced blocks that start with one of *words*."""
+    """Inline code spans outside fenced blocks that start with one of *words* and read as
+    commands."""
     prose = _FENCE.sub("", readme())
     return [
         span.strip()
         for span in _SPAN.findall(prose)
-        if span.strip().split(" ", 1)[0] in words
+        if span.strip().split(" ", 1)[0] in words and _looks_like_command(span.strip())
     ]
