@@ -450,6 +450,40 @@ class TestPythonJsonLoggerOptions:
         (line,) = parse(stream)
         assert ("nine", 1) == (line["5"], line["k"])
 
+    def test_attributes_set_outside_make_record_are_written(self):
+        """A record factory's attribute (before or after LogRecord.__init__) and a filter's reach the line."""
+
+        class EarlyRecord(logging.LogRecord):
+            def __init__(self, *args, **kwargs):
+                self.early = "set before __init__"
+                super().__init__(*args, **kwargs)
+
+        def factory(*args, **kwargs):
+            record = EarlyRecord(*args, **kwargs)
+            record.late = "set after __init__"
+            return record
+
+        class AddFilter(logging.Filter):
+            def filter(self, record):
+                record.filtered = "set by a filter"
+                return True
+
+        previous = logging.getLogRecordFactory()
+        logging.setLogRecordFactory(factory)
+        try:
+            for log in (logging.Logger("t.plain.factory"), obslog.ObslogLogger("t.obs.factory")):
+                stream = io.StringIO()
+                handler = handler_with(obslog.JsonFormatter(), stream)
+                handler.addFilter(AddFilter())
+                log.addHandler(handler)
+                log.info("x", extra={"k": 1})
+                (line,) = parse(stream)
+                assert ("set before __init__", "set after __init__", "set by a filter", 1) == (
+                    line["early"], line["late"], line["filtered"], line["k"]
+                )
+        finally:
+            logging.setLogRecordFactory(previous)
+
     def test_structlog_line_renamed(self):
         """rename_fields and static_fields also apply to lines structlog rendered."""
         stream = io.StringIO()
