@@ -475,7 +475,7 @@ def _extra_exists(command: str, tmp_path: Path) -> None:
 def _obslog_form(command: str, tmp_path: Path) -> None:
     """An ``obslog`` command line: its command answers --help, which names each option shown."""
     words = shlex.split(command.replace("...", ""))
-    if words[:3] == ["python", "-m", "obslog"]:
+    if words[0] in ("python", "python3") and words[1:3] == ["-m", "obslog"]:
         words = ["obslog", *words[3:]]
     path = [w for w in words[1:] if re.fullmatch(r"[a-z][a-z-]*", w)][:2]
     if path[1:] and path[0] != "loki":
@@ -520,7 +520,7 @@ def _command_runner(command: str) -> Callable[[str, Path], None] | None:
         return RUN_HERE[command]
     if re.fullmatch(r"pip install '?obslog\[[\w,-]+\]'?", command):
         return _extra_exists
-    if command.split(" ", 1)[0] == "obslog" or command.startswith("python -m obslog"):
+    if command.split(" ", 1)[0] == "obslog" or re.match(r"python3? -m obslog( |$)", command):
         return _obslog_form
     return None
 
