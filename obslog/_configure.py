@@ -54,6 +54,8 @@ def configure(
     stream: IO[str] | None = None,
     *,
     redact_keys: Any = None,
+    redact_text: bool | None = None,
+    redact_patterns: Any = None,
     sample_rate: int | None = None,
     slow_ms: float | None = None,
     canonical_logger: str | None = None,
@@ -74,6 +76,10 @@ def configure(
         fmt: ``"json"`` (default) or ``"console"``.  Env: ``OBSLOG_FORMAT``.
         stream: Where lines go; default ``sys.stdout``.
         redact_keys: Key names whose values are replaced by ``[REDACTED]`` at any depth.
+        redact_text: Scrub credentials out of free text (messages, values, exceptions); default
+            ``True``.  See "Redaction and sampling" in the README for what it covers.
+        redact_patterns: More regular expressions to scrub from every line: the match (or its
+            group named ``secret``) becomes ``[REDACTED]``.
         sample_rate: Keep 1 in *sample_rate* canonical lines that are neither errors nor slow.
         slow_ms: Canonical lines at least this slow are always kept when sampling.
         canonical_logger: Logger name of canonical lines; default ``"obslog"``.
@@ -93,6 +99,8 @@ def configure(
         level=level,
         fmt=fmt,
         redact_keys=redact_keys,
+        redact_text=redact_text,
+        redact_patterns=redact_patterns,
         sample_rate=sample_rate,
         slow_ms=slow_ms,
         canonical_logger=canonical_logger,
@@ -121,6 +129,8 @@ def dict_config(
     stream: Any = "ext://sys.stdout",
     *,
     redact_keys: Any = None,
+    redact_text: bool | None = None,
+    redact_patterns: Any = None,
     sample_rate: int | None = None,
     slow_ms: float | None = None,
     canonical_logger: str | None = None,
@@ -150,6 +160,8 @@ def dict_config(
         level=level,
         fmt=fmt,
         redact_keys=redact_keys,
+        redact_text=redact_text,
+        redact_patterns=redact_patterns,
         sample_rate=sample_rate,
         slow_ms=slow_ms,
         canonical_logger=canonical_logger,

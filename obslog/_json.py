@@ -57,6 +57,8 @@ def _convert(obj: Any) -> Any:
 def _key(key: Any) -> str:
     if isinstance(key, str):
         return _clean_str(key)
+    if isinstance(key, (bytes, bytearray)):  # raw header names: written as text, like values
+        return bytes(key).decode("utf-8", "backslashreplace")
     try:
         return _clean_str(str(key))
     except Exception as exc:  # a broken __str__ must not lose the line

@@ -4,10 +4,13 @@ Redaction of secret keys on both logging paths, and sampling of canonical lines.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import io
 import logging
 import random
 import time
+import types
 
 import pytest
 import structlog
@@ -124,6 +127,202 @@ class TestRedaction:
         logging.getLogger("t.redact.reset").info("x", extra={"password": "p", "ssn": "1"})
         (line,) = parse(stream)
         assert (R, "1") == (line["password"], line["ssn"])
+
+
+
+@dataclasses.dataclass
+class Credentials:
+    user: str
+    password: str
+
+
+Login = collections.namedtuple("Login", "user token")
+
+
+class HeaderLike:
+    """A mapping-like object that is not a Mapping (as werkzeug's Headers): items() and keys()."""
+
+    def __init__(self, pairs):
+        self._pairs = pairs
+
+    def items(self):
+        return list(self._pairs)
+
+    def keys(self):
+        return [k for k, _ in self._pairs]
+
+    def __getitem__(self, key):
+        return dict(self._pairs)[key]
+
+
+def nested(depth: int, leaf) -> dict:
+    """*leaf* under *depth* levels of {"a": ...}."""
+    value = leaf
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+class TestRedactionAnyContainer:
+    """Issue 8, item 4: a value under a secret key is never written, whatever the container."""
+
+    CONTAINERS = {
+        "OrderedDict": lambda: collections.OrderedDict(password="s3cr3t", user="u"),
+        "defaultdict": lambda: collections.defaultdict(list, password="s3cr3t", user="u"),
+        "MappingProxyType": lambda: types.MappingProxyType({"password": "s3cr3t", "user": "u"}),
+        "dataclass": lambda: Credentials("u", "s3cr3t"),
+        "namedtuple": lambda: Login("u", "s3cr3t"),
+        "mapping-like": lambda: HeaderLike([("password", "s3cr3t"), ("user", "u")]),
+    }
+
+    @pytest.mark.parametrize("kind", list(CONTAINERS))
+    def test_top_level_and_nested(self, sio, kind):
+        """Each kind of container, as a field and nested in a list, never shows the secret."""
+        make = self.CONTAINERS[kind]
+        log_both(creds=make(), listed=[make()])
+        assert "s3cr3t" not in sio.getvalue()
+        for line in parse(sio):
+            secret_key = "token" if kind == "namedtuple" else "password"
+            assert {"user": "u", secret_key: R} == line["creds"] == line["listed"][0]
+
+    def test_top_level_dict_subclass_as_extras(self, sio):
+        """A dict subclass passed as the whole extra mapping is redacted too."""
+        logging.getLogger("t.redact").info("x", extra=collections.OrderedDict(password="s3cr3t"))
+        (line,) = parse(sio)
+        assert R == line["password"]
+
+    def test_multi_value_headers_keep_every_value(self, sio):
+        """A mapping-like multi-dict keeps repeated keys as a list; secret ones redacted."""
+        headers = HeaderLike([("Accept", "a"), ("Accept", "b"), ("Cookie", "c1"), ("Cookie", "c2")])
+        log_both(headers=headers)
+        for line in parse(sio):
+            assert {"Accept": ["a", "b"], "Cookie": [R, R]} == line["headers"]
+
+    @pytest.mark.parametrize("depth", [31, 32, 40, 3000])
+    def test_beyond_the_depth_limit_never_raw(self, sio, depth):
+        """A secret nested past the depth limit is replaced by a marker, never written raw."""
+        log_both(deep=nested(depth, {"password": "s3cr3t", "x": ["list-s3cr3t"]}))
+        raw = sio.getvalue()
+        assert "s3cr3t" not in raw
+        assert (depth >= 31) == ("<too deep>" in raw)
+
+    @pytest.mark.parametrize(
+        "key",
+        [
+            "X-Api-Key", "x-api-key", "api-key", "API_KEY", "apiKey", "access_token",
+            "accessToken", "refresh_token", "client_secret", "set-cookie", "Set-Cookie",
+            "proxy-authorization", "Proxy-Authorization", "db.password", "private_key",
+        ],
+    )
+    def test_key_spellings(self, sio, key):
+        """Case, "-"/"_"/"." and camelCase spellings of secret keys match, at any depth."""
+        log_both(**{key: "s3cr3t"}, nested={"inner": {key: "s3cr3t"}})
+        assert "s3cr3t" not in sio.getvalue()
+
+    def test_bytes_header_names(self, sio):
+        """Raw ASGI-style bytes keys are matched like text keys."""
+        log_both(raw={b"authorization": b"Bearer zz", b"accept": b"*/*"})
+        for line in parse(sio):
+            assert {"authorization": R, "accept": "*/*"} == line["raw"]
+
+    def test_cycle_in_container(self, sio):
+        """A cycle through a mapping-like container gives "<cycle>", not an endless walk."""
+        d: dict = {"password": "s3cr3t"}
+        d["me"] = types.MappingProxyType(d)
+        log_both(c=d)
+        for line in parse(sio):
+            assert {"password": R, "me": {"password": R, "me": "<cycle>"}} == line["c"]
+
+
+class TestTextScrubber:
+    """Issue 8, item 5: credentials with an unambiguous shape are scrubbed from free text."""
+
+    CASES = [
+        ("postgresql://app:pw@db/x", f"postgresql://app:{R}@db/x"),
+        ("redis://:s3cret@cache:6379/0", f"redis://:{R}@cache:6379/0"),
+        ("amqp://guest:p%40ss@mq//", f"amqp://guest:{R}@mq//"),
+        ("Authorization: Bearer eyJhbGciOi.payload.sig", f"Authorization: Bearer {R}"),
+        ("bearer abcdefgh12", f"bearer {R}"),
+        ("Authorization: Basic dXNlcjpwYXNz", f"Authorization: Basic {R}"),
+        ("GET /cb?code=1&password=hunter2&next=/", f"GET /cb?code=1&password={R}&next=/"),
+        ("url ?access_token=abc.def&x=1", f"url ?access_token={R}&x=1"),
+        ("payload {'password': 'hunter2', 'user': 'u'}", f"payload {{'password': '{R}', 'user': 'u'}}"),
+    ]
+    KEPT = [
+        "user@example.com wrote",
+        "see https://example.com/a?page=2",
+        "basic setup done",
+        "the bearer of bad news",
+        "count=3 total=4",
+        "ssh://git@github.com/x.git",
+    ]
+
+    @pytest.mark.parametrize(("text", "expected"), CASES)
+    def test_in_message_and_values(self, sio, text, expected):
+        """The shape is scrubbed in the message, a field value and a nested value, both paths."""
+        logging.getLogger("t.text").info(text, extra={"v": text, "n": {"l": [text]}})
+        structlog.get_logger("t.text").info(text, v=text, n={"l": [text]})
+        for line in parse(sio):
+            assert (expected, expected, expected) == (line["event"], line["v"], line["n"]["l"][0])
+
+    @pytest.mark.parametrize("text", KEPT)
+    def test_ordinary_text_kept(self, sio, text):
+        """Text without a credential shape is written unchanged."""
+        log_both(v=text)
+        for line in parse(sio):
+            assert text == line["v"]
+
+    def test_exception_message_and_stack(self, sio):
+        """exc_message and stack are scrubbed too."""
+        try:
+            raise ConnectionError("cannot reach postgresql://app:pw-9@db/x")
+        except ConnectionError:
+            logging.getLogger("t.text").exception("failed")
+            structlog.get_logger("t.text").exception("failed")
+        assert "pw-9" not in sio.getvalue()
+        for line in parse(sio):
+            assert f"cannot reach postgresql://app:{R}@db/x" == line["exc_message"]
+
+    def test_turned_off(self):
+        """configure(redact_text=False) writes text as it is; key redaction stays on."""
+        stream = io.StringIO()
+        obslog.configure(stream=stream, redact_text=False)
+        log_both(v="postgresql://app:pw@db/x", password="p")
+        for line in parse(stream):
+            assert ("postgresql://app:pw@db/x", R) == (line["v"], line["password"])
+
+    def test_added_patterns(self):
+        """redact_patterns adds patterns: the "secret" group, or the whole match, is scrubbed."""
+        stream = io.StringIO()
+        obslog.configure(
+            stream=stream, redact_patterns=[r"ssn (?P<secret>\d{3}-\d{2}-\d{4})", r"sk_live_\w+"]
+        )
+        log_both(v="ssn 123-45-6789 key sk_live_abc")
+        for line in parse(stream):
+            assert f"ssn {R} key {R}" == line["v"]
+
+    def test_invalid_pattern_is_a_clear_error(self):
+        """An invalid pattern raises ValueError naming the setting."""
+        with pytest.raises(ValueError, match="redact_patterns"):
+            obslog.configure(stream=io.StringIO(), redact_patterns=["("])
+
+    def test_reset_turns_it_back_on(self):
+        """reset_defaults() turns the scrubber back on, without added patterns."""
+        obslog.configure(stream=io.StringIO(), redact_text=False, redact_patterns=["zz"])
+        obslog.reset_defaults()
+        stream = io.StringIO()
+        obslog.configure(stream=stream)
+        log_both(v="zz postgresql://a:b@h/x")
+        for line in parse(stream):
+            assert f"zz postgresql://a:{R}@h/x" == line["v"]
+
+    def test_console_format(self):
+        """The console format is scrubbed as well."""
+        stream = io.StringIO()
+        obslog.configure(stream=stream, fmt="console")
+        logging.getLogger("t.text").info("dsn postgresql://app:pw@db/x")
+        assert f"postgresql://app:{R}@db/x" in stream.getvalue()
+        assert ":pw@" not in stream.getvalue()
 
 
 def run_scopes(n: int, *, status: int = 200, fail: bool = False) -> None:
