@@ -1,7 +1,9 @@
 """
 Loki: a push handler for obslog lines, and the generator of the recording and alerting rules.
 
-``LokiHandler`` is loaded on first use, so importing :mod:`obslog.loki` costs nothing.
+``LokiHandler`` (:mod:`obslog.loki.handler`) is loaded on first use, so importing
+:mod:`obslog.loki` costs nothing.  The rules live in :mod:`obslog.loki.rules`, the
+``obslog loki`` commands in :mod:`obslog.loki.cli`.
 """
 
 from __future__ import annotations

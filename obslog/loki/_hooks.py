@@ -12,7 +12,8 @@ two bytecodes of the main thread, possibly in the middle of a ``print``: writing
 waiting there can fail (``RuntimeError: reentrant call``) or deadlock.  It writes one byte to a
 pipe; a helper thread flushes every live handler, then sends ``SIGTERM`` again, and that second
 delivery calls the previous handler (or the default action) in the main thread.  A second
-``SIGTERM`` while the flush runs chains at once.
+``SIGTERM`` while the flush runs chains at once.  (An application handler installed after ours
+that calls ours runs on both deliveries.)
 """
 
 from __future__ import annotations
