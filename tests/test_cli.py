@@ -337,6 +337,12 @@ class TestUserErrors:
                      "--snapshot-interval", "-1")
         assert_usage_error(result, "--snapshot-interval")
 
+    def test_celery_events_app_not_found(self, entry, tmp_path: Path):
+        """An --app whose module cannot be imported is one line naming the module, exit 2."""
+        pytest.importorskip("celery")
+        result = run("celery-events", "--app", "no_such_module:app", entry=entry, cwd=tmp_path)
+        assert_usage_error(result, "cannot load the app", "no_such_module")
+
     def test_celery_events_without_broker_or_app(self):
         """``obslog celery-events`` without --broker or --app says which to give, exit 2."""
         result = run("celery-events")
