@@ -24,9 +24,19 @@ from typing import Any
 
 from ._config import get_config, reset_defaults
 from ._configure import configure, configure_structlog, dict_config
-from ._context import Scope, bind, current_scope, in_context, request_scope, scope, timed
+from ._context import (
+    Scope,
+    bind,
+    current_scope,
+    in_context,
+    on_scope_end,
+    on_scope_start,
+    request_scope,
+    scope,
+)
 from ._stats import snapshot as stats
 from ._stdlib import ConsoleFormatter, ContextFilter, JsonFormatter, ObslogLogger, RenderedLine
+from ._timers import timed
 
 
 __all__ = [
@@ -43,6 +53,8 @@ __all__ = [
     "dict_config",
     "get_config",
     "in_context",
+    "on_scope_end",
+    "on_scope_start",
     "request_scope",
     "reset_defaults",
     "scope",

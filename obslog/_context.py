@@ -1,5 +1,5 @@
 """
-Per-request context: scopes, timers and the canonical line.
+Per-request context: scopes, scope listeners and the canonical line (timers: :mod:`obslog._timers`).
 
 A :class:`Scope` is the unit of work a service is asked about afterwards: an HTTP request, a task,
 a job.  It lives in a :class:`contextvars.ContextVar`, so every thread and every asyncio task sees
@@ -10,8 +10,6 @@ every timer recorded inside it.
 from __future__ import annotations
 
 import contextvars
-import functools
-import inspect
 import logging
 import os
 import random
@@ -21,11 +19,12 @@ import threading
 from collections.abc import Callable
 from time import perf_counter
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from . import _ids, _stats
 from ._config import CONFIG, REDACTED, is_secret
 from ._render import redact
+from ._schema import BOUND_RESERVED
 
 
 __all__ = [
@@ -38,10 +37,7 @@ __all__ = [
     "on_scope_start",
     "request_scope",
     "scope",
-    "timed",
 ]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 _CURRENT: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "obslog_scope", default=None
@@ -56,13 +52,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _valid_names: set[str] = set()
 
 # Keys a bound field may not take: the line's own schema.  A clash is kept under ``extra_<key>``.
-RESERVED_FIELDS = frozenset(
-    {
-        "timestamp", "level", "logger", "event", "service", "env", "version", "pid",
-        "request_id", "trace_id", "span_id", "timings", "exc_type", "exc_message", "stack",
-        "duration_ms", "outcome", "status", "sample_rate",
-    }
-)
+RESERVED_FIELDS = BOUND_RESERVED
 
 Listener = Callable[["Scope"], None]
 _start_listeners: tuple[Listener, ...] = ()
@@ -162,7 +152,9 @@ class Scope(_AsyncWith):
     __slots__ = (
         "_ctx",
         "_entered",
+        "_level",
         "_pending",
+        "_status",
         "_timers",
         "_timings",
         "_token",
@@ -172,13 +164,11 @@ class Scope(_AsyncWith):
         "exc",
         "fields",
         "kind",
-        "level",
         "outcome",
         "parent",
         "request_id",
         "span_id",
         "start",
-        "status",
         "trace_id",
     )
 
@@ -189,10 +179,11 @@ class Scope(_AsyncWith):
         request_id: str | None = None,
         trace_id: str | None = None,
         span_id: str | None = None,
-        level: int | None = None,
+        level: int | str | None = None,
         fields: dict[str, Any] | None = None,
     ) -> None:
         self.kind = _check_name(kind, "scope kind")
+        self._level = _check_level(level)
         for name, value in (
             ("request_id", request_id),
             ("trace_id", trace_id),
@@ -204,9 +195,8 @@ class Scope(_AsyncWith):
         self.request_id: str = request_id or ""
         self.trace_id = trace_id
         self.span_id = span_id
-        self.level = level
         self.fields: dict[str, Any] = _clean_fields(fields) if fields else {}
-        self.status: int | None = None
+        self._status: int | None = None
         self.outcome: str | None = None
         self.duration_ms: float | None = None
         self._timers: dict[str, list[Any]] = {}
@@ -225,6 +215,24 @@ class Scope(_AsyncWith):
 
     def __repr__(self) -> str:
         return f"<Scope {self.kind} request_id={self.request_id!r} fields={self.fields!r}>"
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status to report: an ``int`` from 100 to 599, or ``None``."""
+        return self._status
+
+    @status.setter
+    def status(self, value: int | None) -> None:
+        self._status = _check_status(value)
+
+    @property
+    def level(self) -> int | None:
+        """Level of the canonical line; ``None`` picks it from the outcome."""
+        return self._level
+
+    @level.setter
+    def level(self, value: int | str | None) -> None:
+        self._level = _check_level(value)
 
     # -- context -------------------------------------------------------------------------------
 
@@ -337,26 +345,87 @@ class Scope(_AsyncWith):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        end = self.end if self.end is not None else perf_counter()
-        self.duration_ms = max(end - self.start, 0.0) * 1000.0
-        self.exc = exc
-        if self.outcome is None:
-            self.outcome = _outcome(exc, self.status)
+        current = _CURRENT.get()
         try:
+            end = self.end if self.end is not None else perf_counter()
+            self.duration_ms = max(end - self.start, 0.0) * 1000.0
+            self.exc = exc
+            if self.outcome is None:
+                self.outcome = _outcome(exc, self._status)
             if self.emit:
-                _emit_canonical(self, exc_type, exc, tb)
+                if current is self:
+                    _emit_canonical(self, exc_type, exc, tb)
+                else:
+                    # The canonical line carries this scope's ids and timers, whatever is
+                    # current where it ends.
+                    token = _CURRENT.set(self)
+                    try:
+                        _emit_canonical(self, exc_type, exc, tb)
+                    finally:
+                        _CURRENT.reset(token)
         finally:
-            token, self._token = self._token, None
-            try:
-                if token is not None:
+            self._leave(current)
+
+    def _leave(self, current: Scope | None) -> None:
+        token, self._token = self._token, None
+        if current is self or _encloses(self, current):
+            # Restore what was current before this scope.  When inner scopes are still current
+            # (a generator suspended inside one), they end here too, for this thread or task.
+            if token is not None:
+                try:
                     _CURRENT.reset(token)
-            except ValueError:
-                # Exited in another context than it was entered in (a callback-style
-                # integration): restore the enclosing scope explicitly.
-                _CURRENT.set(self.parent)
-            if self.parent is not None and (self._timers or self._pending):
-                self._merge_into(self.parent)
-            _notify(_end_listeners, self)
+                except ValueError:
+                    # Exited in a copy of the context it was entered in (a callback-style
+                    # integration): restore the enclosing scope explicitly.
+                    _CURRENT.set(self.parent)
+        else:
+            # Ended where it is not current (a generator holding it, closed by another request
+            # or task): what is current here belongs to someone else and stays.
+            _stats.incr("scope_foreign_exits")
+        if self.parent is not None and (self._timers or self._pending):
+            self._merge_into(self.parent)
+        _notify(_end_listeners, self)
+
+
+def _encloses(s: Scope, inner: Scope | None) -> bool:
+    while inner is not None:
+        inner = inner.parent
+        if inner is s:
+            return True
+    return False
+
+
+def _check_status(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        msg = f"status must be an int from 100 to 599 or None, not {type(value).__name__}"
+        raise TypeError(msg)
+    if not 100 <= value <= 599:  # the HTTP status range
+        msg = f"status must be an int from 100 to 599 or None, not {value!r}"
+        raise ValueError(msg)
+    return int(value)  # an HTTPStatus becomes a plain int
+
+
+def _check_level(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        level = logging.getLevelName(value.upper())
+        if isinstance(level, int):
+            return level
+        msg = (
+            f"unknown level name {value!r}: use a logging level name (DEBUG, INFO, WARNING, "
+            "ERROR, CRITICAL) or an int"
+        )
+        raise ValueError(msg)
+    if not isinstance(value, int) or isinstance(value, bool):
+        msg = f"level must be an int, a level name or None, not {type(value).__name__}"
+        raise TypeError(msg)
+    if value < 0:
+        msg = f"level must not be negative, not {value!r}"
+        raise ValueError(msg)
+    return int(value)
 
 
 def _outcome(exc: BaseException | None, status: int | None) -> str:
@@ -386,16 +455,22 @@ def _emit_canonical(
             _stats.incr("sampled_out")
             return
     extra: dict[str, Any] = {}
-    if s.status is not None:
-        extra["status"] = s.status
+    if s._status is not None:
+        extra["status"] = s._status
     extra["duration_ms"] = round(duration, 3)
     extra["outcome"] = s.outcome
     extra["sample_rate"] = sample_rate
-    level = (
-        s.level if s.level is not None else _LEVEL_OF_OUTCOME.get(s.outcome or "ok", logging.INFO)
-    )
+    level = s._level
+    if level is None:
+        level = _LEVEL_OF_OUTCOME.get(s.outcome or "ok", logging.INFO)
     exc_info = (exc_type, exc, tb) if exc is not None and exc_type is not None else None
-    logging.getLogger(CONFIG.canonical_logger).log(level, s.kind, exc_info=exc_info, extra=extra)
+    try:
+        logging.getLogger(CONFIG.canonical_logger).log(
+            level, s.kind, exc_info=exc_info, extra=extra
+        )
+    except Exception:  # a raising filter or handler must not break the request
+        _stats.incr("canonical_errors")
+        return
     _stats.incr("canonical_lines")
 
 
@@ -453,21 +528,27 @@ def scope(
     request_id: str | None = None,
     trace_id: str | None = None,
     span_id: str | None = None,
-    level: int | None = None,
+    level: int | str | None = None,
     **fields: Any,
 ) -> Scope:
     """
     Return a new :class:`Scope` of *kind* (``"task"``, ``"job"``, ...) binding *fields*.
 
     Inside an enclosing scope, the new one inherits its request id, trace ids and fields unless
-    given.
+    given.  *level* is the canonical line's level, an int or a name (``"INFO"``); ``None`` picks
+    it from the outcome.
 
     >>> import obslog
     >>> with obslog.scope("job", job="nightly-report") as s:
     ...     s.kind
     'job'
 
+    Raises:
+        TypeError: *kind* or an id is not a ``str``, or *level* is not an int or a name.
+        ValueError: *kind* is not a valid name, or *level* an unknown name.
+
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 *level* may be a level name; it is checked here, not at exit.
     """
     return Scope(
         kind, request_id=request_id, trace_id=trace_id, span_id=span_id, level=level, fields=fields
@@ -481,7 +562,7 @@ def request_scope(
     request_id: str | None = None,
     trace_id: str | None = None,
     span_id: str | None = None,
-    level: int | None = None,
+    level: int | str | None = None,
     **fields: Any,
 ) -> Scope:
     """
@@ -530,117 +611,6 @@ def capture() -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]] | None]:
     return ctx, (s.timings() if s._timers or s._pending else None)
 
 
-# -- timers --------------------------------------------------------------------------------------
-
-
-class timed(_AsyncWith):  # used like a function: ``with timed("db_query"):``
-    """
-    Time a block or a function under *name* in the current scope.
-
-    Each use adds one call to the current scope, which keeps count, total and maximum per name;
-    when a nested scope ends, its timers are added to the enclosing scope's.  The time is recorded
-    even when the block raises; the exception propagates unchanged.  Outside any scope, ``timed``
-    records nothing and costs one context-variable lookup.
-
-    >>> import obslog
-    >>> with obslog.scope("job") as s:
-    ...     with obslog.timed("db_query"):
-    ...         pass
-    ...     s.timers["db_query"][0]
-    1
-
-    As a decorator it works on sync and async functions; each call is timed separately.
-
-    Raises:
-        TypeError: *name* is not a ``str``.
-        ValueError: *name* is empty or not ``[A-Za-z_][A-Za-z0-9_]*`` (at most 64 characters).
-
-    .. versionadded:: 0.1.0
-    """
-
-    __slots__ = ("_busy", "_more", "_scope", "_start", "name")
-
-    def __init__(self, name: str) -> None:
-        if name.__class__ is not str or name not in _valid_names:
-            _check_name(name, "timer name")
-        self.name = name
-        self._scope: Scope | None = None
-        self._start = 0.0
-        self._busy = False
-        # Uses of this instance that overlap the first one (a module-level timer shared by
-        # concurrent tasks): (scope, start) pairs.
-        self._more: list[tuple[Scope | None, float]] | None = None
-
-    def __enter__(self) -> timed:
-        s = _CURRENT.get()
-        if self._busy:
-            if self._more is None:
-                self._more = []
-            self._more.append((s, perf_counter()))
-            return self
-        self._busy = True
-        self._scope = s
-        if s is not None:
-            self._start = perf_counter()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        end = perf_counter()
-        if self._more:
-            s, start = self._pop_overlapping()
-        else:
-            s, start = self._scope, self._start
-            self._busy = False
-            self._scope = None
-        if s is None:
-            return
-        ms = (end - start) * 1000.0
-        if ms < 0.0:  # time can go backwards on some platforms
-            ms = 0.0
-        pending = s._pending
-        pending.append((self.name, ms))
-        if len(pending) > _MAX_PENDING:
-            s._fold()
-
-    def _pop_overlapping(self) -> tuple[Scope | None, float]:
-        # Pair this exit with a use entered in the same scope.  Within one scope which start goes
-        # with which end does not matter: count and total come out the same.
-        more = self._more
-        assert more  # only called when there are overlapping uses
-        current = _CURRENT.get()
-        if self._scope is current:
-            found = self._scope, self._start
-            self._scope, self._start = more.pop()
-            return found
-        for index in range(len(more) - 1, -1, -1):
-            if more[index][0] is current:
-                return more.pop(index)
-        return more.pop()
-
-    def __call__(self, fn: F) -> F:
-        name = self.name
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with timed(name):
-                    return await fn(*args, **kwargs)
-
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with timed(name):
-                return fn(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-
 # -- carrying context across threads ----------------------------------------------------------
 
 
@@ -670,3 +640,12 @@ def in_context(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Callable
 
     return run
 
+
+def __getattr__(name: str) -> Any:
+    # ``timed`` lived here before it got its own module.
+    if name == "timed":
+        from ._timers import timed
+
+        return timed
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

@@ -194,8 +194,17 @@ def mark_cancelled(scope: Any, status: int | None) -> None:
         status: The status already sent, or ``None`` if the response never
             started (then :data:`CLIENT_CLOSED_STATUS` is logged).
     """
-    scope.status = status if status is not None else CLIENT_CLOSED_STATUS
+    _set_status(scope, status if status is not None else CLIENT_CLOSED_STATUS)
     scope.outcome = "cancelled"
+
+
+def _set_status(scope: Any, status: object) -> None:
+    # The status comes from the application: one outside 100-599 (or not an int) is left off the
+    # line rather than raised into the server.
+    try:
+        scope.status = status
+    except (TypeError, ValueError):
+        scope.status = None
 
 
 def close_scope(
@@ -219,7 +228,7 @@ def close_scope(
     elif exc is not None and not started:
         scope.status = 500
     elif status is not None:
-        scope.status = status
+        _set_status(scope, status)
 
 
 def silence_access_logs() -> None:

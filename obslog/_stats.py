@@ -32,6 +32,8 @@ _counters: dict[str, int] = {
     "canonical_lines": 0,
     "sampled_out": 0,
     "runtime_errors": 0,
+    "canonical_errors": 0,
+    "scope_foreign_exits": 0,
 }
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 import threading
+import time
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -241,3 +243,173 @@ class TestInContext:
             assert req is await asyncio.to_thread(blocking)
         assert 1 == req.timers["db_query"][0]
         assert [req.request_id] * 2 == [line["request_id"] for line in parse(sio)]
+
+
+class TestGeneratorsHoldingScopes:
+    """Issue 8, finding 8: a scope held by a suspended generator never leaks into a request."""
+
+    def test_sync_generator_closed_in_next_request(self, sio):
+        """Closed during request B, a generator's scope from request A leaves B current in B."""
+        log = logging.getLogger("t.gen")
+
+        def rows():
+            with obslog.scope("job", job="export"):
+                yield 1
+                yield 2
+
+        before = obslog.stats()["scope_foreign_exits"]
+        with obslog.request_scope(request_id="req-a"):
+            gen = rows()
+            assert 1 == next(gen)
+        assert None is obslog.current_scope()
+        with obslog.request_scope(request_id="req-b") as b:
+            gen.close()
+            assert b is obslog.current_scope()
+            log.info("in b")
+        assert None is obslog.current_scope()
+        log.info("outside")
+        lines = parse(sio)
+        by_event = {line["event"]: line for line in lines}
+        assert "req-b" == by_event["in b"]["request_id"]
+        assert "request_id" not in by_event["outside"]
+        # The job's canonical line carries its own (inherited) id, not the closing request's.
+        assert ("req-a", "export") == (by_event["job"]["request_id"], by_event["job"]["job"])
+        assert before + 1 == obslog.stats()["scope_foreign_exits"]
+
+    def test_request_exit_ends_scope_left_open_by_generator(self, sio):
+        """A request that ends while its generator still holds a scope is not current after it."""
+
+        def rows():
+            with obslog.scope("job"):
+                yield 1
+
+        with obslog.request_scope(request_id="req-a") as a:
+            gen = rows()
+            next(gen)
+            assert a is obslog.current_scope().parent
+        assert None is obslog.current_scope()
+        with obslog.request_scope(request_id="req-b") as b:
+            gen.close()
+            assert b is obslog.current_scope()
+        requests = [line for line in parse(sio) if line["event"] == "request"]
+        assert ["req-a", "req-b"] == [line["request_id"] for line in requests]
+
+    async def test_async_generator_closed_by_another_task(self, sio):
+        """aclose() from task B does not make the ended request A current in task B."""
+        log = logging.getLogger("t.agen")
+
+        async def rows():
+            async with obslog.scope("job"):
+                yield 1
+                yield 2
+
+        async def request_a():
+            async with obslog.request_scope(request_id="req-a"):
+                agen = rows()
+                assert 1 == await agen.__anext__()
+            return agen
+
+        agen = await asyncio.create_task(request_a())
+        before = obslog.stats()["scope_foreign_exits"]
+
+        async def request_b():
+            async with obslog.request_scope(request_id="req-b") as b:
+                await agen.aclose()
+                log.info("in b")
+                return obslog.current_scope() is b
+
+        assert await asyncio.create_task(request_b())
+        assert None is obslog.current_scope()
+        (in_b,) = [line for line in parse(sio) if line["event"] == "in b"]
+        assert "req-b" == in_b["request_id"]
+        assert before + 1 == obslog.stats()["scope_foreign_exits"]
+
+
+class TestSharedTimer:
+    """Issue 8, finding 9: one module-level timed instance shared by every thread is exact."""
+
+    def test_32_threads_2000_scopes_tiny_switch_interval(self):
+        """32 threads x 2000 scopes on one instance, switching every 10 us: exact, no raise."""
+        shared = obslog.timed("db_query")
+        errors: list[BaseException] = []
+        totals: dict[int, int] = {}
+        wrong: list[tuple[int, object]] = []
+        start = threading.Barrier(32)
+
+        def worker(i: int) -> None:
+            try:
+                start.wait()
+                with obslog.scope("batch", worker=i) as batch:
+                    batch.emit = False
+                    for n in range(2000):
+                        with obslog.scope("job") as job:
+                            job.emit = False
+                            with shared:
+                                if n % 4 == 0:
+                                    time.sleep(0)  # let other threads in while this use is open
+                                if n % 2:
+                                    with shared:  # nested in itself
+                                        pass
+                            count = job.timers["db_query"][0]
+                            if count != 1 + n % 2:
+                                wrong.append((i, count))
+                totals[i] = batch.timers["db_query"][0]
+            except BaseException as exc:  # every escape is a failure here
+                errors.append(exc)
+
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)
+        try:
+            threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=300)
+        finally:
+            sys.setswitchinterval(old)
+        assert [] == errors
+        assert [] == wrong
+        assert {i: 3000 for i in range(32)} == totals
+        assert [None] == shared._free  # the instance is free again
+
+    async def test_shared_instance_across_tasks_keeps_each_max(self, sio):
+        """Overlapping uses in two tasks each get their own start: each scope's max is its own."""
+        shared = obslog.timed("db_query")
+        long_inside = asyncio.Event()
+
+        async def long():
+            async with obslog.request_scope() as req:
+                with shared:
+                    long_inside.set()
+                    await asyncio.sleep(0.2)
+                return req
+
+        async def short():
+            await long_inside.wait()
+            async with obslog.request_scope() as req:
+                with shared:
+                    await asyncio.sleep(0)
+                return req
+
+        slow, fast = await asyncio.gather(long(), short())
+        assert slow.timers["db_query"][2] >= 200.0
+        assert fast.timers["db_query"][2] < 200.0
+
+    def test_child_context_uses_instance_its_parent_holds(self, sio):
+        """Work given to a thread with in_context may use the instance its caller is inside."""
+        shared = obslog.timed("db_query")
+
+        def work() -> None:
+            with shared:
+                pass
+
+        # The inner use of "shared, shared" overlaps: it sits on this context's stack.
+        with obslog.request_scope() as req, ThreadPoolExecutor(2) as pool, shared, shared:
+            futures = [pool.submit(obslog.in_context(work)) for _ in range(4)]
+            for f in futures:
+                f.result()
+            with shared:
+                pass
+        assert 7 == req.timers["db_query"][0]
+        assert [None] == shared._free
+        assert not shared._more

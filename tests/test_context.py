@@ -5,6 +5,7 @@ Scopes, timers, the canonical line and scope listeners (obslog._context).
 from __future__ import annotations
 
 import asyncio
+import http
 import io
 import json
 import logging
@@ -154,6 +155,92 @@ class TestScope:
             obslog.request_scope(request_id=123)
         with pytest.raises(TypeError):
             obslog.scope("job", trace_id=b"ab")
+
+
+class TestScopeValidation:
+    """Issue 8, finding 1: bad values fail where they are set, and a scope never leaks."""
+
+    @pytest.mark.parametrize(
+        ("value", "error"),
+        [("200", TypeError), (200.0, TypeError), (True, TypeError), (99, ValueError),
+         (600, ValueError)],
+    )
+    def test_bad_status_fails_at_assignment_and_scope_ends(self, out, value, error):
+        """A status that is not an int 100-599 raises at the assignment; the scope still ends."""
+        log = logging.getLogger("t.status")
+        with (
+            pytest.raises(error, match="status must be an int from 100 to 599"),
+            obslog.request_scope("GET", "/o") as leaked,
+        ):
+            leaked.status = value
+        assert None is obslog.current_scope()
+        log.info("after")
+        with obslog.request_scope() as nxt:
+            pass
+        after, = [line for line in out.lines() if line["event"] == "after"]
+        assert "request_id" not in after
+        assert leaked.request_id != nxt.request_id
+        assert None is nxt.parent
+        assert ["error", "ok"] == [line["outcome"] for line in out.canonical()]
+
+    def test_status_accepts_http_status_and_none(self, out):
+        """An HTTPStatus is kept as its int and None clears the status."""
+        with obslog.request_scope() as req:
+            req.status = http.HTTPStatus.CREATED
+            assert 201 == req.status
+            assert int is type(req.status)
+            req.status = None
+        assert "status" not in out.canonical()[0]
+
+    def test_raising_filter_on_canonical_logger_is_counted_not_raised(self, out):
+        """A filter that raises on the canonical line is counted and the outer scope comes back."""
+
+        def boom(record):
+            raise RuntimeError("filter broke")
+
+        logging.getLogger("obslog").addFilter(boom)
+        before = obslog.stats()["canonical_errors"]
+        try:
+            with obslog.request_scope() as outer:
+                with obslog.scope("job"):
+                    pass
+                assert outer is obslog.current_scope()
+        finally:
+            logging.getLogger("obslog").removeFilter(boom)
+        assert None is obslog.current_scope()
+        assert before + 2 == obslog.stats()["canonical_errors"]
+
+    @pytest.mark.parametrize(
+        ("level", "expected"), [("INFO", "info"), ("warning", "warning"), (logging.ERROR, "error")]
+    )
+    def test_level_names_accepted(self, out, level, expected):
+        """scope(level=...) takes a level name (any case) or an int."""
+        with obslog.scope("job", level=level) as job:
+            pass
+        assert [expected] == [line["level"] for line in out.canonical("job")]
+        assert isinstance(job.level, int)
+
+    @pytest.mark.parametrize(
+        ("level", "error"),
+        [("LOUD", ValueError), (1.5, TypeError), (True, TypeError), (-1, ValueError),
+         (b"INFO", TypeError)],
+    )
+    def test_bad_level_fails_at_creation(self, out, level, error):
+        """An unknown level name or a non-int level fails when the scope is made, not at exit."""
+        with pytest.raises(error, match="level"):
+            obslog.scope("job", level=level)
+        with pytest.raises(error, match="level"):
+            obslog.request_scope(level=level)
+        assert None is obslog.current_scope()
+
+    def test_bad_level_assignment_fails_there(self, out):
+        """Assigning a bad level to an entered scope raises at the assignment; exit still works."""
+        with obslog.scope("job") as job:
+            with pytest.raises(ValueError, match="unknown level name"):
+                job.level = "LOUD"
+            job.level = "warning"
+        assert ["warning"] == [line["level"] for line in out.canonical("job")]
+        assert None is obslog.current_scope()
 
 
 class TestTimed:
@@ -464,6 +551,19 @@ class TestCanonicalLine:
         with obslog.request_scope() as req:
             req.status = 200
         assert "ok" == req.outcome
+
+
+class TestModules:
+    def test_old_and_public_paths(self):
+        """timed lives in obslog._timers and is still importable from obslog._context."""
+        import obslog._context
+        import obslog._timers
+
+        assert obslog.timed is obslog._timers.timed is obslog._context.timed
+        assert obslog.on_scope_end is obslog._context.on_scope_end
+        assert obslog.on_scope_start is obslog._context.on_scope_start
+        with pytest.raises(AttributeError):
+            obslog._context.no_such_name  # noqa: B018
 
 
 class TestListeners:

@@ -23,6 +23,7 @@ CORE_MODULES = [
     "obslog._render",
     "obslog._stats",
     "obslog._stdlib",
+    "obslog._timers",
     "obslog.processors",
 ]
 
