@@ -395,6 +395,12 @@ RUN_ELSEWHERE = {
         "test_cli.py::TestCeleryEventsCommand::test_readme_app_command",
     "obslog loki rules --service shop --timer db_query --timer render -o shop-timers.yaml":
         "test_cli.py::TestEntryPoints::test_loki_rules_readme_command",
+    "python -m obslog.logconfig uvicorn --service shop > log.json":
+        "test_logconfig.py::TestUvicorn::test_uvicorn_cli_with_generated_log_config_file",
+    "uvicorn main:application --log-config log.json":
+        "test_logconfig.py::TestUvicorn::test_uvicorn_cli_with_generated_log_config_file",
+    "gunicorn -c python:obslog.logconfig main:app":
+        "test_logconfig.py::TestGunicorn::test_gunicorn_python_module_config",
 }
 
 
