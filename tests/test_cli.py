@@ -5,6 +5,7 @@ script and ``python -m obslog``.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shlex
@@ -432,3 +433,28 @@ class TestInterrupt:
             capture_output=True, text=True, timeout=120, env=clean_env(), check=False,
         )
         assert ("", "status 0 0") == (result.stderr, result.stdout.splitlines()[-1])
+
+
+class TestEnvironmentSettings:
+    @pytest.mark.parametrize(
+        ("variable", "value", "valid"),
+        [("OBSLOG_LEVEL", "bogus", "DEBUG, INFO"), ("OBSLOG_FORMAT", "xml", "json")],
+    )
+    def test_configure_names_the_variable(self, monkeypatch, variable, value, valid):
+        """configure() with an invalid OBSLOG_* value raises ValueError naming the variable."""
+        import obslog
+
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(ValueError) as info:
+            obslog.configure(stream=io.StringIO())
+        message = str(info.value)
+        assert message.startswith(f"environment variable {variable}={value!r}: ")
+        assert valid in message
+
+    def test_bad_argument_is_not_blamed_on_the_environment(self):
+        """An invalid level passed in code raises without mentioning any variable."""
+        import obslog
+
+        with pytest.raises(ValueError) as info:
+            obslog.configure(level="bogus", stream=io.StringIO())
+        assert "environment" not in str(info.value)
