@@ -16,6 +16,7 @@ from _lines import parse
 
 import obslog
 
+from obslog._schema import PROTECTED
 from obslog.processors import BoundLogger, add_context, redact_secrets, render_to_stdlib
 
 
@@ -81,6 +82,24 @@ class TestSameSchema:
             line["request_id"], line["level"], line["logger"], line["extra_request_id"]
         )
         assert isinstance(line["pid"], int) and line["pid"] > 0
+
+    @pytest.mark.parametrize("key", sorted(PROTECTED - {"event", "stack_info"}))
+    def test_every_reserved_name_kept_as_extra_on_both_paths(self, sio, key):
+        """A keyword or extra named like any schema field is kept as extra_<key> on both paths."""
+        structlog.get_logger("t.kw").info("x", **{key: 3})
+        logging.getLogger("t.kw").info("x", extra={key: 3})
+        for line in parse(sio):
+            assert 3 == line[f"extra_{key}"]
+            assert 3 != line.get(key)
+
+    def test_level_timestamp_logger_keywords_kept(self, sio):
+        """log.info("x", level=3, timestamp=..., logger=...) keeps all three as extra_<key>."""
+        structlog.get_logger("t.kw").info("x", level=3, timestamp="then", logger="other")
+        (line,) = parse(sio)
+        assert (3, "then", "other", "info", "t.kw") == (
+            line["extra_level"], line["extra_timestamp"], line["extra_logger"],
+            line["level"], line["logger"],
+        )
 
     async def test_async_methods(self, sio):
         """The async spellings (ainfo, awarning, ...) write the same line."""
