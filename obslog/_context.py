@@ -13,7 +13,6 @@ import contextvars
 import logging
 import os
 import random
-import re
 import threading
 
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from time import perf_counter
 from types import TracebackType
 from typing import Any
 
-from . import _ids, _stats
+from . import _ids, _stats, _validation
 from ._config import CONFIG, REDACTED, is_secret
 from ._render import redact
 from ._schema import BOUND_RESERVED
@@ -48,8 +47,6 @@ _CURRENT: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
 _FOLD_LOCK = threading.Lock()
 _MAX_PENDING = 256
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-_valid_names: set[str] = set()
 
 # Keys a bound field may not take: the line's own schema.  A clash is kept under ``extra_<key>``.
 RESERVED_FIELDS = BOUND_RESERVED
@@ -68,23 +65,6 @@ def _renew_locks() -> None:
 
 
 os.register_at_fork(after_in_child=_renew_locks)
-
-
-def _check_name(name: object, what: str) -> str:
-    if type(name) is str and name in _valid_names:
-        return name
-    if not isinstance(name, str):
-        msg = f"{what} must be a str, not {type(name).__name__}"
-        raise TypeError(msg)
-    if _NAME.fullmatch(name) is None:
-        msg = (
-            f"invalid {what} {name!r}: use 1-64 characters [A-Za-z0-9_], not starting with a "
-            "digit, so that it stays a valid field and Loki label name"
-        )
-        raise ValueError(msg)
-    if len(_valid_names) < 4096:
-        _valid_names.add(name)
-    return name
 
 
 def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -182,8 +162,8 @@ class Scope(_AsyncWith):
         level: int | str | None = None,
         fields: dict[str, Any] | None = None,
     ) -> None:
-        self.kind = _check_name(kind, "scope kind")
-        self._level = _check_level(level)
+        self.kind = _validation.check_name(kind, "scope kind")
+        self._level = _validation.check_level(level)
         for name, value in (
             ("request_id", request_id),
             ("trace_id", trace_id),
@@ -223,7 +203,7 @@ class Scope(_AsyncWith):
 
     @status.setter
     def status(self, value: int | None) -> None:
-        self._status = _check_status(value)
+        self._status = _validation.check_status(value)
 
     @property
     def level(self) -> int | None:
@@ -232,7 +212,7 @@ class Scope(_AsyncWith):
 
     @level.setter
     def level(self, value: int | str | None) -> None:
-        self._level = _check_level(value)
+        self._level = _validation.check_level(value)
 
     # -- context -------------------------------------------------------------------------------
 
@@ -393,39 +373,6 @@ def _encloses(s: Scope, inner: Scope | None) -> bool:
         if inner is s:
             return True
     return False
-
-
-def _check_status(value: object) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        msg = f"status must be an int from 100 to 599 or None, not {type(value).__name__}"
-        raise TypeError(msg)
-    if not 100 <= value <= 599:  # the HTTP status range
-        msg = f"status must be an int from 100 to 599 or None, not {value!r}"
-        raise ValueError(msg)
-    return int(value)  # an HTTPStatus becomes a plain int
-
-
-def _check_level(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        level = logging.getLevelName(value.upper())
-        if isinstance(level, int):
-            return level
-        msg = (
-            f"unknown level name {value!r}: use a logging level name (DEBUG, INFO, WARNING, "
-            "ERROR, CRITICAL) or an int"
-        )
-        raise ValueError(msg)
-    if not isinstance(value, int) or isinstance(value, bool):
-        msg = f"level must be an int, a level name or None, not {type(value).__name__}"
-        raise TypeError(msg)
-    if value < 0:
-        msg = f"level must not be negative, not {value!r}"
-        raise ValueError(msg)
-    return int(value)
 
 
 def _outcome(exc: BaseException | None, status: int | None) -> str:

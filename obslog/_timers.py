@@ -27,7 +27,8 @@ from time import perf_counter
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._context import _CURRENT, Scope, _AsyncWith, _check_name, _valid_names
+from ._context import _CURRENT, Scope, _AsyncWith
+from ._validation import check_name, valid_names
 
 
 __all__ = ["timed"]
@@ -98,11 +99,11 @@ class timed(_AsyncWith):  # used like a function: ``with timed("db_query"):``
 
     def __init__(self, name: str) -> None:
         try:
-            known = name in _valid_names
+            known = name in valid_names
         except TypeError:  # unhashable
             known = False
         if not known:
-            _check_name(name, "timer name")
+            check_name(name, "timer name")
         self.name = name
         # One item while no use is in progress: ``pop()`` claims the instance atomically.
         self._free: list[None] = [None]

@@ -24,6 +24,7 @@ CORE_MODULES = [
     "obslog._stats",
     "obslog._stdlib",
     "obslog._timers",
+    "obslog._validation",
     "obslog.processors",
 ]
 
