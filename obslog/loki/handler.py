@@ -32,10 +32,15 @@ import threading
 import time
 
 from collections.abc import Mapping
-from typing import Any
 
-from .._schema import TRACE_ID
 from ._hooks import install_sigterm_flush, register, release_sigterm_flush, unregister
+from ._obslog import (
+    context_filter,
+    count_in_obslog_stats,
+    default_formatter,
+    default_labels,
+    trace_id_of,
+)
 from ._stream import canonical_stream_of
 from ._transport import Item, Transport, encode
 from ._validate import (
@@ -50,67 +55,6 @@ from ._validate import (
 
 
 __all__ = ["PUSH_PATH", "LokiHandler"]
-
-
-def _trace_id(record: logging.LogRecord) -> str | None:
-    """Return the trace id obslog's ``ContextFilter`` captured, else a ``trace_id`` attribute."""
-    captured = record.__dict__.get("_obslog")
-    if captured:
-        try:
-            trace_id = captured[0].get(TRACE_ID) if captured[0] else None
-        except (TypeError, AttributeError, IndexError):
-            trace_id = None
-        if trace_id:
-            return str(trace_id)
-    trace_id = getattr(record, TRACE_ID, None)
-    return str(trace_id) if trace_id else None
-
-
-def _default_formatter() -> logging.Formatter:
-    try:
-        from obslog import JsonFormatter
-    except ImportError:
-        return logging.Formatter()
-    formatter: logging.Formatter = JsonFormatter()
-    return formatter
-
-
-def _context_filter() -> logging.Filter | None:
-    """Return obslog's ``ContextFilter``: it puts the scope (and its trace_id) on each record."""
-    try:
-        from obslog import ContextFilter
-    except ImportError:
-        return None
-    return ContextFilter()
-
-
-def _default_labels() -> dict[str, str]:
-    try:
-        from obslog._config import CONFIG
-    except ImportError:
-        service = env = None
-    else:
-        service, env = CONFIG.service, CONFIG.env
-    labels = {"service": service or "unknown_service"}
-    if env:
-        labels["env"] = env
-    return labels
-
-
-_stats_incr: Any = None
-
-
-def _count_in_obslog_stats(n: int) -> None:
-    global _stats_incr
-    if _stats_incr is None:
-        try:
-            from obslog._stats import incr as found
-        except ImportError:
-            found = False  # type: ignore[assignment]
-        _stats_incr = found
-    if _stats_incr:
-        with contextlib.suppress(Exception):  # counting must never break logging
-            _stats_incr("loki_dropped", n)
 
 
 class LokiHandler(logging.Handler):
@@ -249,10 +193,10 @@ class LokiHandler(logging.Handler):
         self._path = path
 
         super().__init__(level)
-        self.formatter = _default_formatter()
-        context_filter = _context_filter()
-        if context_filter is not None:
-            self.addFilter(context_filter)
+        self.formatter = default_formatter()
+        obslog_filter = context_filter()
+        if obslog_filter is not None:
+            self.addFilter(obslog_filter)
         self._closed = False
         self._reset_state()
         register(self)
@@ -328,7 +272,7 @@ class LokiHandler(logging.Handler):
             if threading.get_ident() == self._worker_ident:
                 return  # something logged from inside the worker: never feed it back
             line = self.format(record)
-            trace_id = _trace_id(record) if self._structured_metadata else None
+            trace_id = trace_id_of(record) if self._structured_metadata else None
             item = (
                 record.created,
                 record.levelname.lower(),
@@ -360,7 +304,7 @@ class LokiHandler(logging.Handler):
                     if wake:
                         self._work_cond.notify()
             if dropped:
-                _count_in_obslog_stats(1)
+                count_in_obslog_stats(1)
         except RecursionError:
             raise
         except Exception:
@@ -439,7 +383,7 @@ class LokiHandler(logging.Handler):
                 self._seq_done += left
                 self._done_cond.notify_all()
         if left:
-            _count_in_obslog_stats(left)
+            count_in_obslog_stats(left)
             self._report_once(
                 "close",
                 f"{left} buffered lines were not sent before close (flush_timeout="
@@ -512,7 +456,7 @@ class LokiHandler(logging.Handler):
         return batch
 
     def _encode(self, batch: list[Item]) -> bytes:
-        labels = self._labels if self._labels is not None else _default_labels()
+        labels = self._labels if self._labels is not None else default_labels()
         return encode(batch, labels, level_label=self._level_label, compress=self._compress)
 
     def _deliver(self, transport: Transport, batch: list[Item]) -> None:
