@@ -809,3 +809,26 @@ class TestShipped:
         """loki/prometheus/obslog-slo.yaml is what `obslog loki slo` makes of the example file."""
         _, prometheus = generator.build(load_config(EXAMPLE))
         assert generator.render(prometheus) == SHIPPED_PROMETHEUS.read_text(encoding="utf-8")
+
+    def test_dashboard_slo_row(self):
+        """The SLO row shows SLI, burn rate per window and budget left, all recorded here."""
+        dashboard = json.loads((ROOT / "loki" / "dashboards" / "obslog.json").read_text())
+        panels = dashboard["panels"]
+        row = next(i for i, p in enumerate(panels) if p["type"] == "row" and "SLO" in p["title"])
+        slo_panels = [p for p in panels[row + 1 :] if p["title"].startswith("SLO ")]
+        exprs = " ".join(t["expr"] for p in slo_panels for t in p["targets"])
+        used = set(re.findall(r"slo:obslog_[a-z_]+:[a-z_]+", exprs))
+        recorded = {
+            r["record"]
+            for r in generator.prometheus_group(load_config(EXAMPLE)[0])["rules"]
+            if "record" in r
+        }
+        assert {
+            generator.BUDGET_REMAINING,
+            generator.PERIOD_ERROR_RATIO,
+            generator.BURN_RATE,
+            generator.ERROR_RATIO,
+            generator.OBJECTIVE,
+        } == used
+        assert used <= recorded
+        assert all(p["datasource"]["uid"] == "${prom_ds}" for p in slo_panels)
