@@ -190,7 +190,12 @@ _BACKGROUND_MIN_S = 0.001
 def _finish(req: Scope, routed: _RoutedScope, root_path: str, exchange: _Exchange) -> None:
     """Name the route (if routing never did) and end the duration at the response's last byte."""
     if routed.bound is None:
-        req.bind(route=_route_template(routed, root_path))
+        try:
+            route = _route_template(routed, root_path)
+        except Exception:  # a route object that breaks must not break the request
+            _stats.incr("route_errors")
+            route = UNMATCHED_ROUTE
+        req.bind(route=route)
     if exchange.completed_at:
         after = perf_counter() - exchange.completed_at
         if after >= _BACKGROUND_MIN_S:

@@ -530,6 +530,34 @@ class TestRouteOnHandlerLines:
         assert "/shops/{shop}/tenants/{tenant}/items" == line["route"] == inside["route"]
 
 
+class TestBrokenRoute:
+    """A route object that raises when read never breaks the request."""
+
+    def test_route_that_raises_is_counted_and_unmatched(self, lines):
+        """An app putting a route whose path_format raises: 200 answered, route <unmatched>,
+        stats()["route_errors"] counts it."""
+
+        class BrokenRoute:
+            @property
+            def path_format(self):
+                raise RuntimeError("broken route")
+
+        async def app(scope, receive, send):
+            scope["endpoint"] = app
+            scope["route"] = BrokenRoute()
+            log.info("inside")
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        before = obslog.stats().get("route_errors", 0)
+        with UvicornThread(ObslogMiddleware(app)) as base:
+            response = httpx.get(f"{base}/x")
+            records = wait_for(lines, lambda ls: canonical(ls))
+        (line,) = canonical(records)
+        assert (200, 200, UNMATCHED_ROUTE) == (response.status_code, line["status"], line["route"])
+        assert 2 == obslog.stats()["route_errors"] - before
+
+
 class TestMountTemplates:
     """Mount path parameters never become route values (issue: 300 tenants filled /metrics)."""
 
