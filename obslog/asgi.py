@@ -191,7 +191,12 @@ def _finish(req: Scope, routed: _RoutedScope, root_path: str, exchange: _Exchang
     """Name the route (if routing never did) and end the duration at the response's last byte."""
     if routed.bound is None:
         try:
-            route = _route_template(routed, root_path)
+            included = _included_path(routed, None)
+            route = (
+                routed.prefix + included
+                if included is not None
+                else _route_template(routed, root_path)
+            )
         except Exception:  # a route object that breaks must not break the request
             _stats.incr("route_errors")
             route = UNMATCHED_ROUTE
@@ -273,6 +278,11 @@ class _RoutedScope(dict[str, Any]):
         except Exception:  # naming the route must never break the request
             _stats.incr("route_errors")
 
+    @property
+    def prefix(self) -> str:
+        """The templates of the mounts matched so far, joined."""
+        return self._prefix
+
     def _routes(self) -> Any:
         owner = self._owner
         if owner is None:
@@ -329,7 +339,11 @@ class _RoutedScope(dict[str, Any]):
 
 
 def _included_path(scope: MutableMapping[str, Any], route: Any) -> str | None:
-    """Return the full template of a route reached through ``include_router(prefix=...)``."""
+    """
+    Return the full template of a route reached through ``include_router(prefix=...)``.
+
+    With *route* ``None`` (at the end of the request), whatever route FastAPI recorded.
+    """
     # FastAPI >= 0.12x keeps included routes unprefixed and records the route it chose, with
     # its prefixed template, in scope["fastapi"]; older versions prefix the route itself.
     fastapi_scope = scope.get("fastapi")
@@ -337,7 +351,8 @@ def _included_path(scope: MutableMapping[str, Any], route: Any) -> str | None:
         return None
     context = fastapi_scope.get("effective_route_context")
     if context is None or (
-        route is not getattr(context, "original_route", None)
+        route is not None
+        and route is not getattr(context, "original_route", None)
         and route is not getattr(context, "starlette_route", None)
     ):
         return None

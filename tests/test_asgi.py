@@ -482,7 +482,8 @@ class TestRouteOnHandlerLines:
         assert ("GET", "/sync") == (in_thread["method"], in_thread["route"])
 
     def test_fastapi_included_router_prefix_is_in_the_route(self, lines):
-        """A route of a router included with a templated prefix logs the whole template."""
+        """Routes of a router included with a templated prefix log the whole template (a plain
+        Starlette route in it on the canonical line)."""
         router = APIRouter()
 
         @router.get("/items/{item_id}")
@@ -490,14 +491,21 @@ class TestRouteOnHandlerLines:
             log.info("item read")
             return {"id": item_id}
 
+        async def plain(request: Request):
+            return PlainTextResponse("plain")
+
+        router.add_route("/plain/{p}", plain)
         app = FastAPI()
         app.include_router(router, prefix="/v1/{tenant}")
         with UvicornThread(ObslogMiddleware(app)) as base:
             assert 200 == httpx.get(f"{base}/v1/acme/items/3").status_code
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            assert 200 == httpx.get(f"{base}/v1/acme/plain/4").status_code
+            records = wait_for(lines, lambda ls: len(canonical(ls)) == 2)
         (inside,) = [r for r in records if r["event"] == "item read"]
-        assert "/v1/{tenant}/items/{item_id}" == line["route"] == inside["route"]
+        assert "/v1/{tenant}/items/{item_id}" == inside["route"]
+        assert ["/v1/{tenant}/items/{item_id}", "/v1/{tenant}/plain/{p}"] == [
+            line["route"] for line in canonical(records)
+        ]
 
     def test_fastapi_own_routes_resolve_to_their_paths(self, lines):
         """/docs, /openapi.json, /redoc and /docs/oauth2-redirect log their paths, not unmatched."""
