@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..._schema import DURATION_MS, OUTCOME, PID, STATUS, TIMINGS
 from .logql import (
     INTERVAL,
     RATE_RANGE,
@@ -160,10 +161,10 @@ def request_group(sel: Streams | str) -> Group:
     """
     streams = as_streams(sel)
     req = streams("request")
-    requests_1m = weighted_rate(req, "request", ["route", "method", "status"], _status_class())
-    errors_1m = weighted_rate(req, "request", ["route", "outcome"], '| outcome="error"')
+    requests_1m = weighted_rate(req, "request", ["route", "method", STATUS], _status_class())
+    errors_1m = weighted_rate(req, "request", ["route", OUTCOME], f'| {OUTCOME}="error"')
     errors_5m = weighted_rate(
-        req, "request", ["route", "outcome"], '| outcome="error"', window=SLOW_RANGE
+        req, "request", ["route", OUTCOME], f'| {OUTCOME}="error"', window=SLOW_RANGE
     )
     all_5m = weighted_rate(req, "request", ["route"], window=SLOW_RANGE)
     by_route = by("route")
@@ -184,7 +185,7 @@ def request_group(sel: Streams | str) -> Group:
                 "service_route:obslog_request_duration_seconds_sum:rate1m",
                 sum_by(
                     by_route,
-                    weighted_sum_rate(req, "request", ["route", "duration_ms"], "duration_ms"),
+                    weighted_sum_rate(req, "request", ["route", DURATION_MS], DURATION_MS),
                 )
                 + " / 1000",
             ),
@@ -207,7 +208,7 @@ def latency_group(sel: Streams | str) -> Group:
     """
     streams = as_streams(sel)
     req = streams("request")
-    pipeline = canonical(req, "request", ["route", "duration_ms"])
+    pipeline = canonical(req, "request", ["route", DURATION_MS])
     rules = [
         _record(
             f"service_route:obslog_request_duration_seconds:{name}_{SLOW_RANGE}",
@@ -237,12 +238,12 @@ def task_group(sel: Streams | str) -> Group:
     task = streams("task")
     by_task = by("task_name")
     tasks_1m = weighted_rate(task, "task", ["task_name", "state"])
-    failures_1m = weighted_rate(task, "task", ["task_name", "outcome"], '| outcome="error"')
+    failures_1m = weighted_rate(task, "task", ["task_name", OUTCOME], f'| {OUTCOME}="error"')
     failures_5m = weighted_rate(
-        task, "task", ["task_name", "outcome"], '| outcome="error"', window=SLOW_RANGE
+        task, "task", ["task_name", OUTCOME], f'| {OUTCOME}="error"', window=SLOW_RANGE
     )
     all_5m = weighted_rate(task, "task", ["task_name"], window=SLOW_RANGE)
-    duration = canonical(task, "task", ["task_name", "duration_ms"])
+    duration = canonical(task, "task", ["task_name", DURATION_MS])
     rules = [
         _record(
             "service_task_state:obslog_tasks:rate1m", sum_by(by("task_name", "state"), tasks_1m)
@@ -277,10 +278,10 @@ def runtime_group(sel: Streams | str) -> Group:
     """
     streams = as_streams(sel)
     runtime = streams("runtime")
-    by_pid = by("pid")
+    by_pid = by(PID)
 
     def reading(function: str, field: str) -> str:
-        pipeline = canonical(runtime, "runtime", ["pid", field])
+        pipeline = canonical(runtime, "runtime", [PID, field])
         return f"{function}({unwrapped(pipeline, field, RUNTIME_RANGE)}) {by_pid}"
 
     w = RUNTIME_RANGE
@@ -324,17 +325,17 @@ def timer_group(sel: Streams | str, timers: Sequence[str], name: str = "obslog-t
         present = f'"{timer}":'
         labels = {"timer": timer}
         total = weighted_sum_rate(
-            req, "request", ["route", f'timer_ms="timings.{timer}.ms"'], "timer_ms", present
+            req, "request", ["route", f'timer_ms="{TIMINGS}.{timer}.ms"'], "timer_ms", present
         )
         calls = weighted_sum_rate(
             req,
             "request",
-            ["route", f'timer_calls="timings.{timer}.count"'],
+            ["route", f'timer_calls="{TIMINGS}.{timer}.count"'],
             "timer_calls",
             present,
         )
         longest = canonical(
-            req, "request", ["route", f'timer_max_ms="timings.{timer}.max_ms"'], contains=present
+            req, "request", ["route", f'timer_max_ms="{TIMINGS}.{timer}.max_ms"'], contains=present
         )
         rules += [
             _record(
@@ -370,12 +371,14 @@ def alert_group(sel: Streams | str) -> Group:
     by_route = by("route")
     errors = sum_by(
         by_route,
-        weighted_rate(req, "request", ["route", "outcome"], '| outcome="error"', window=SLOW_RANGE),
+        weighted_rate(
+            req, "request", ["route", OUTCOME], f'| {OUTCOME}="error"', window=SLOW_RANGE
+        ),
     )
     total = sum_by(by_route, weighted_rate(req, "request", ["route"], window=SLOW_RANGE))
-    latency = canonical(req, "request", ["route", "duration_ms"])
-    rss = canonical(runtime, "runtime", ["pid", "rss_bytes"])
-    by_pid = by("pid")
+    latency = canonical(req, "request", ["route", DURATION_MS])
+    rss = canonical(runtime, "runtime", [PID, "rss_bytes"])
+    by_pid = by(PID)
     # Peak of the last 15 minutes against the lowest reading of the last hour.  (`offset` after
     # a parsed pipeline is valid LogQL but @grafana/lezer-logql 0.4.2 rejects it.)
     rss_now = f"max_over_time({unwrapped(rss, 'rss_bytes', '15m')}) {by_pid}"
