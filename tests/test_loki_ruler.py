@@ -363,3 +363,54 @@ class TestScalable:
         config = yaml.safe_load((SCALABLE / "prometheus.yml").read_text())
         assert ["/etc/prometheus/rules/*.yaml"] == config["rule_files"]
         assert "../prometheus:/etc/prometheus/rules:ro" in services["prometheus"]["volumes"]
+
+
+# --------------------------------------------------------------------------------------------
+# the README's SLO quickstart
+# --------------------------------------------------------------------------------------------
+
+
+class TestReadmeQuickstart:
+    """The README's SLO quickstart runs as written, with the ruler stand-in as Loki."""
+
+    def test_quickstart(self, tmp_path):
+        """The objectives file, `obslog loki slo` and both `rules push` commands of the README."""
+        import sys
+
+        from _readme import blocks, inline_commands, shell_lines
+
+        from obslog.loki import slo
+        from obslog.loki._slo_config import load_config
+
+        config = next(b for b in blocks("yaml") if b.startswith("# slos.yaml\nslos:"))
+        (tmp_path / "slos.yaml").write_text(config, encoding="utf-8")
+        commands = [
+            c for c in shell_lines() if c.startswith(("obslog loki slo", "obslog loki rules push"))
+        ]
+        flags = [c for c in inline_commands(("obslog",)) if c.startswith("obslog loki slo --s")]
+        assert 3 == len(commands) and 1 == len(flags)
+        script = str(Path(sys.executable).with_name("obslog"))
+        with RulerStub() as stub:
+            for command in [*commands, *flags]:
+                words = command.replace("http://127.0.0.1:3100", stub.url).split()
+                result = subprocess.run(
+                    [script, *words[1:]],
+                    cwd=tmp_path,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                )
+                assert 0 == result.returncode, (command, result.stderr)
+            stored = stub.groups("obslog")
+        assert ["obslog-slo-checkout-availability", "obslog-slo-checkout-latency"] == sorted(stored)
+        loki, _ = slo.build(load_config(tmp_path / "slos.yaml"))
+        assert [ruler.normalize(g) for g in loki["groups"]] == [
+            ruler.normalize(stored[g["name"]]) for g in loki["groups"]
+        ]
+        written = tmp_path / "slo-rules" / "prometheus" / "obslog-slo.yaml"
+        promtool = require_binary("promtool")
+        check = subprocess.run(
+            [promtool, "check", "rules", str(written)], capture_output=True, text=True, check=False
+        )
+        assert 0 == check.returncode, check.stdout + check.stderr
