@@ -832,3 +832,14 @@ class TestShipped:
         } == used
         assert used <= recorded
         assert all(p["datasource"]["uid"] == "${prom_ds}" for p in slo_panels)
+
+    def test_documented_format_loads(self, tmp_path):
+        """The objectives file shown in loki/README.md is valid, with every key used."""
+        text = (ROOT / "loki" / "README.md").read_text(encoding="utf-8")
+        block = re.search(r"^```yaml\n(slos:\n.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+        assert block is not None
+        slos = load_config(_write(tmp_path, block.group(1)))
+        assert [
+            ("checkout-availability", ("5xx", "429"), 0.999),
+            ("checkout-latency", (), 0.99),
+        ] == [(s.name, s.error_statuses, s.objective) for s in slos]
