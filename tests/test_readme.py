@@ -12,6 +12,8 @@ Blocks that are applications run under the server they name and answer real requ
 - The Celery worker module is run as a file, then imported by a task that runs in it.
 - ``gunicorn.conf.py`` is run as a file and its ``child_exit`` hook is called with a stand-in worker
   (a real gunicorn master is not started here).
+- A block that is a test module (``# test_orders.py``) runs under pytest, and its tests pass.
+- The ``LOGGING`` dict is run as a file, then given to ``dictConfig`` and used to log a line.
 
 Every shell command shown (```sh blocks, and inline commands in the prose) is run here, run by the
 named test elsewhere, or listed in :data:`NOT_RUN` with the reason.  Blocks and commands are found
@@ -395,6 +397,10 @@ RUN_ELSEWHERE = {
         "test_cli.py::TestCeleryEventsCommand::test_readme_app_command",
     "obslog loki rules --service shop --timer db_query --timer render -o shop-timers.yaml":
         "test_cli.py::TestEntryPoints::test_loki_rules_readme_command",
+    "obslog loki rules push --url http://127.0.0.1:3100 --no-shipped --slo-config slos.yaml "
+    "--dry-run": "test_loki_ruler.py::TestReadmeQuickstart::test_quickstart",
+    "obslog loki rules push --url http://127.0.0.1:3100 --no-shipped --slo-config slos.yaml":
+        "test_loki_ruler.py::TestReadmeQuickstart::test_quickstart",
     "python -m obslog.logconfig uvicorn --service shop > log.json":
         "test_logconfig.py::TestUvicorn::test_uvicorn_cli_with_generated_log_config_file",
     "uvicorn main:application --log-config log.json":
@@ -483,9 +489,11 @@ def _obslog_form(command: str, tmp_path: Path) -> None:
     words = shlex.split(command.replace("...", ""))
     if words[0] in ("python", "python3") and words[1:3] == ["-m", "obslog"]:
         words = ["obslog", *words[3:]]
-    path = [w for w in words[1:] if re.fullmatch(r"[a-z][a-z-]*", w)][:2]
-    if path[1:] and path[0] != "loki":
-        path = path[:1]
+    path = []  # the command words before the first option or value: `loki rules push`
+    for word in words[1:]:
+        if not re.fullmatch(r"[a-z][a-z-]*", word):
+            break
+        path.append(word)
     options = [
         option
         for option in re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", " ".join(words[1:]))
@@ -540,7 +548,7 @@ class TestShellCommands:
         assert {"bash .ci/run", ".venv/bin/obslog demo --requests 50 | .venv/bin/obslog pretty"} \
             <= set(_COMMANDS)
 
-    @pytest.mark.parametrize("command", _COMMANDS)
+    @pytest.mark.parametrize("command", _COMMANDS, ids=_COMMANDS)
     def test_command(self, command, tmp_path):
         """The command runs as shown, is run by a named test, or is listed as not run with why."""
         if command in NOT_RUN:
