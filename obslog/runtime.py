@@ -41,14 +41,19 @@ Field reference (all numbers; ``None`` where the platform has no such figure):
 ========================================  ==========================================================
 
 Per-generation figures are separate flat fields rather than lists so that LogQL's ``json`` stage
-extracts each of them.  Pause tracking starts with the first :class:`Sampler` created in the
-process (or :func:`obslog.metrics.install`); like :func:`gc.get_stats`, gc figures carry over into a
-forked child.
+extracts each of them.  Pause tracking is obslog's one entry in :data:`gc.callbacks`: it is added
+by the first reading of a :class:`Sampler` (also of a running :class:`RuntimeLogger`, of
+:func:`sample` and of :mod:`obslog.metrics` at a scrape or publish) and removed when the last
+sampler that took a reading is closed or garbage collected (:func:`sample`'s own sampler lives as
+long as the process).  Creating a sampler changes nothing.  ``gc_pauses`` and
+``gc_pause_ms_total`` count the collections timed while it was there; like :func:`gc.get_stats`,
+gc figures carry over into a forked child.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import logging
 import os
@@ -86,7 +91,8 @@ _gc_totals = [0, 0.0]  # [pauses, total_ms]
 # reading, independently of the others.  The tuple is replaced, never mutated, so the callback can
 # iterate it without a lock and without allocating.
 _gc_windows: tuple[_Window, ...] = ()
-_gc_windows_lock = threading.Lock()
+# Reentrant: a sampler collected while the lock is held drops its window from its finalizer.
+_gc_windows_lock = threading.RLock()
 _perf_counter = time.perf_counter
 
 
@@ -98,15 +104,22 @@ class _Window:
 
 
 def _add_window(window: _Window) -> None:
+    # Called with _gc_windows_lock held.
     global _gc_windows  # copy-on-write, see above
-    with _gc_windows_lock:
-        _gc_windows = (*_gc_windows, window)
+    _gc_windows = (*_gc_windows, window)
+    if _gc_callback not in gc.callbacks:
+        gc.callbacks.append(_gc_callback)
 
 
 def _drop_window(window: _Window) -> None:
     global _gc_windows
     with _gc_windows_lock:
         _gc_windows = tuple(w for w in _gc_windows if w is not window)
+        if not _gc_windows:
+            # The last sampler is gone: leave gc.callbacks as it was before the first one.
+            with contextlib.suppress(ValueError):
+                gc.callbacks.remove(_gc_callback)
+            _gc_started[0] = 0.0
 
 
 def _gc_callback(phase: str, info: Mapping[str, Any]) -> None:
@@ -125,11 +138,6 @@ def _gc_callback(phase: str, info: Mapping[str, Any]) -> None:
             window.max_ms = pause
 
 
-def _track_gc_pauses() -> None:
-    if _gc_callback not in gc.callbacks:
-        gc.callbacks.append(_gc_callback)
-
-
 # -- sampling -------------------------------------------------------------------------------------
 class Sampler:
     """
@@ -140,21 +148,52 @@ class Sampler:
     get figures for their own interval.  The process id is checked on every reading and the
     per-process state rebuilt after a fork.
 
+    The first reading adds obslog's gc-pause callback to :data:`gc.callbacks` (once for all
+    samplers); :meth:`close` -- or the sampler being garbage collected -- removes it when no other
+    sampler is left.  ``gc_pause_ms_max`` of the first reading is 0: pauses are timed from then on.
+
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0 :meth:`close`; the gc callback goes with the last sampler.
     """
 
-    __slots__ = ("__weakref__", "_cpu", "_pid", "_proc", "_start", "_wall", "_window")
+    __slots__ = (
+        "__weakref__", "_closed", "_closer", "_cpu", "_pid", "_proc", "_start", "_wall",
+        "_window",
+    )
 
     def __init__(self) -> None:
-        _track_gc_pauses()
         self._pid = 0
         self._proc: psutil.Process | None = None
         self._start = 0.0
         self._cpu = 0.0
         self._wall = 0.0
         self._window = _Window()
-        _add_window(self._window)
-        weakref.finalize(self, _drop_window, self._window)
+        self._closer: weakref.finalize[Any, Any] | None = None
+        self._closed = False
+
+    def _track_pauses(self) -> None:
+        with _gc_windows_lock:  # two threads may take the first reading at once
+            if self._closer is not None or self._closed:
+                return
+            _add_window(self._window)
+            self._closer = weakref.finalize(self, _drop_window, self._window)
+
+    def close(self) -> None:
+        """
+        Stop timing gc pauses for this sampler; safe to call more than once.
+
+        The last sampler closed removes obslog's callback from :data:`gc.callbacks`.  Readings
+        still work afterwards, with ``gc_pause_ms_max`` 0.
+        """
+        self._closed = True
+        if self._closer is not None:
+            self._closer()
+
+    def __enter__(self) -> Sampler:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _rebuild(self, pid: int) -> psutil.Process:
         proc = psutil.Process(pid)
@@ -179,6 +218,8 @@ class Sampler:
         Raises:
             psutil.Error: The process table could not be read (for example a hardened ``/proc``).
         """
+        if self._closer is None and not self._closed:
+            self._track_pauses()
         pid = os.getpid()
         proc = self._proc if pid == self._pid else None
         if proc is None:
@@ -443,6 +484,7 @@ class RuntimeLogger:
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.level = level
         self.objects = objects
+        self._own_sampler = sampler is None
         self.sampler = sampler if sampler is not None else Sampler()
         self._periodic = _Periodic(
             self.log_once,
@@ -476,9 +518,12 @@ class RuntimeLogger:
         """
         Stop the thread and wait up to *timeout* seconds for it; safe to call more than once.
 
-        Also called at interpreter exit.
+        Also called at interpreter exit.  A sampler the logger made itself is closed too (its gc
+        callback goes); one passed in is the caller's to close.
         """
         self._periodic.stop(timeout)
+        if self._own_sampler:
+            self.sampler.close()
 
     def log_once(self) -> None:
         """

@@ -90,6 +90,55 @@ def _promtool_check(body: bytes) -> subprocess.CompletedProcess:
     )
 
 
+class TestPackage:
+    """Issue 12: obslog.metrics is a package of one concern per module, same public names."""
+
+    def test_public_names_import_from_package(self):
+        """Every public name of obslog.metrics imports from it and shows it as its module."""
+        import importlib
+
+        module = importlib.import_module("obslog.metrics")
+        expected = {
+            "DEFAULT_BUCKETS", "DEFAULT_TIMER_BUCKETS", "MetricsInstallation",
+            "cleanup_dead_processes", "install", "installed", "mark_process_dead",
+            "multiprocess_dir", "render_metrics", "uninstall",
+        }
+        assert expected == set(module.__all__)
+        for name in module.__all__:
+            value = getattr(module, name)
+            if callable(value):
+                assert "obslog.metrics" == value.__module__, name
+        assert ("<unmatched>", "<other>", "<none>") == (
+            module.UNMATCHED, module.OTHER, module.NONE
+        )
+        assert "5xx" == module._status_label(503)
+
+    def test_modules_stay_small(self):
+        """No module of the package is longer than about 600 lines."""
+        import pathlib
+
+        package = pathlib.Path(metrics.__file__).parent
+        sizes = {path.name: len(path.read_text().splitlines()) for path in package.glob("*.py")}
+        assert {name: n for name, n in sizes.items() if n > 600} == {}
+        assert len(sizes) >= 6
+
+    def test_close_removes_gc_callback(self):
+        """An installation's runtime sampler adds the gc callback at a scrape; close() removes it."""
+        code = (
+            "import gc; from obslog import metrics, runtime;"
+            "n = lambda: gc.callbacks.count(runtime._gc_callback);"
+            "seen = [n()]; i = metrics.install(); seen.append(n());"
+            "metrics.render_metrics(); seen.append(n());"
+            "metrics.uninstall(); seen.append(n()); print(seen)"
+        )
+        env = {k: v for k, v in os.environ.items() if k.lower() != "prometheus_multiproc_dir"}
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+            env=env,
+        )
+        assert "[0, 0, 1, 0]" == result.stdout.strip()
+
+
 class TestInstall:
     def test_nothing_registered_at_import(self):
         """Importing obslog.metrics subscribes no listener and registers no metric."""

@@ -197,6 +197,67 @@ class TestSampler:
         assert parent["pid"] != report["reading_pid"]
 
 
+class TestGcCallback:
+    """Issue 12: the sampler's gc callback goes when the sampler is closed."""
+
+    def test_callback_lives_from_first_reading_until_last_close(self):
+        """Creating adds nothing; a reading adds one callback; the last close (or gc) removes it."""
+        code = textwrap.dedent(
+            """
+            import gc
+            from obslog import runtime
+
+            def n():
+                return gc.callbacks.count(runtime._gc_callback)
+
+            seen = []
+            s = runtime.Sampler()
+            seen.append(n())
+            s.sample()
+            seen.append(n())
+            t = runtime.Sampler()
+            t.sample()
+            s.close()
+            seen.append(n())  # t still times pauses
+            t.close()
+            s.close()
+            seen.append(n())
+            assert s.sample()["gc_pause_ms_max"] == 0  # readings work after close
+            seen.append(n())
+            u = runtime.Sampler()
+            u.sample()
+            del u
+            gc.collect()
+            seen.append(n())
+            with runtime.Sampler() as v:
+                v.sample()
+            seen.append(n())
+            logger = runtime.RuntimeLogger(interval=60, logger="t.gc").start()
+            logger.log_once()
+            seen.append(n())
+            logger.close()
+            seen.append(n())
+            print(seen)
+            """
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        )
+        assert "[0, 1, 1, 0, 0, 0, 0, 1, 0]" == result.stdout.strip()
+
+    def test_given_sampler_stays_open_after_logger_closes(self):
+        """A sampler passed to RuntimeLogger is the caller's: closing the logger leaves it open."""
+        sampler = runtime.Sampler()
+        sampler.sample()
+        logger = runtime.RuntimeLogger(interval=60, logger="t.gc.given", sampler=sampler)
+        logger.close()
+        assert runtime._gc_callback in gc.callbacks
+        assert sampler._closer is not None
+        assert sampler._closer.alive
+        sampler.close()
+        assert not sampler._closer.alive
+
+
 class _FailingOnce(runtime.Sampler):
     __slots__ = ("calls",)
 

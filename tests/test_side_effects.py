@@ -195,11 +195,6 @@ def _django_middleware() -> Any:
     return ObslogMiddleware(lambda request: None)
 
 
-SAMPLER_GC = pytest.mark.xfail(
-    reason="runtime.Sampler adds its gc callback at creation and does not remove it when closed",
-    strict=True,
-)
-
 CASES = [
     pytest.param(_nothing(obslog.JsonFormatter), id="JsonFormatter"),
     pytest.param(
@@ -278,13 +273,7 @@ def test_creating_changes_nothing(create):
     assert {} == run_case(create)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=SAMPLER_GC if "runtime" in name or "metrics" in name else ())
-        for name in FRESH_CASES
-    ],
-)
+@pytest.mark.parametrize("name", list(FRESH_CASES))
 def test_creating_changes_nothing_in_a_fresh_process(name):
     """Creating (and closing) a class that uses the runtime sampler leaves a fresh process as it was."""
     tests_dir = str(__import__("pathlib").Path(__file__).parent)
