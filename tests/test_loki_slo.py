@@ -16,6 +16,7 @@ import math
 import re
 import shlex
 import subprocess
+import sys
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -843,3 +844,25 @@ class TestShipped:
             ("checkout-availability", ("5xx", "429"), 0.999),
             ("checkout-latency", (), 0.99),
         ] == [(s.name, s.error_statuses, s.objective) for s in slos]
+
+
+class TestWithoutPyYAML:
+    """Without PyYAML, reading YAML fails with an ImportError naming the extra to install."""
+
+    def test_slo_file(self, tmp_path, monkeypatch):
+        """load_config names obslog[loki]; flags alone need no PyYAML."""
+        monkeypatch.setitem(sys.modules, "yaml", None)
+        with pytest.raises(ImportError, match=r"pip install 'obslog\[loki\]'"):
+            load_config(_write(tmp_path, CONFIG))
+        assert 2 == len(
+            _cli_slos("--service shop --availability 99 --latency-ms 1 --latency-objective 9")
+        )
+
+    def test_ruler(self, monkeypatch, capsys):
+        """The ruler commands exit 2 with the same hint."""
+        from obslog.loki import ruler
+
+        monkeypatch.setitem(sys.modules, "yaml", None)
+        for main in (ruler.push_main, ruler.diff_main, ruler.delete_main):
+            assert 2 == main(["--url", "http://127.0.0.1:9"])
+            assert "pip install 'obslog[loki]'" in capsys.readouterr().err

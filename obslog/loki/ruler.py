@@ -450,6 +450,7 @@ def _setup(
     except SystemExit as exc:  # argparse exits on --help and on errors
         return int(exc.code or 0)
     try:
+        _yaml()  # every action reads the server's YAML answers
         client = _client(options)
         groups = local_groups(
             shipped=options.shipped,
