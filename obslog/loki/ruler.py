@@ -277,6 +277,7 @@ def local_groups(
     *,
     shipped: bool = True,
     timers: Sequence[str] = (),
+    task_timers: bool = False,
     service: str | None = None,
     canonical_stream: bool = True,
     slo_configs: Sequence[str] = (),
@@ -289,6 +290,8 @@ def local_groups(
         shipped: Include every group obslog ships (requests, latency, tasks, runtime, timers,
             alerts).
         timers: Timer names for the timer group (default: the demo's timers).
+        task_timers: Include the timer group over Celery task lines
+            (:mod:`obslog.loki.task_timers`).
         service: One service's rules, or None for every service.
         canonical_stream: Rules read the canonical stream (see :mod:`obslog.loki.rules`).
         slo_configs: SLO files (``obslog loki slo --config``) whose Loki groups to add.
@@ -313,6 +316,12 @@ def local_groups(
             canonical_stream=canonical_stream,
         )
         groups += [g for document in files_by_name.values() for g in document["groups"]]
+    if task_timers:
+        from .task_timers import task_timer_group
+
+        streams = rules.Streams(service, canonical_stream=canonical_stream)
+        name = "obslog-task-timers" + (f"-{service}" if service else "")
+        groups.append(task_timer_group(streams, list(timers) or list(rules.DEFAULT_TIMERS), name))
     for config in slo_configs:
         loki, _ = build_slos(load_config(config), canonical_stream)
         groups += loki["groups"]
@@ -374,6 +383,11 @@ def _parser(action: str, prog: str) -> argparse.ArgumentParser:
     )
     groups.add_argument(
         "--timer", action="append", default=[], metavar="NAME", help="timer names (repeatable)"
+    )
+    groups.add_argument(
+        "--task-timers",
+        action="store_true",
+        help="add the timer rules over Celery task lines (per task_name)",
     )
     groups.add_argument("--service", help="rules of one service (default: every service)")
     groups.add_argument(
@@ -455,6 +469,7 @@ def _setup(
         groups = local_groups(
             shipped=options.shipped,
             timers=options.timer,
+            task_timers=options.task_timers,
             service=options.service,
             canonical_stream=options.canonical_stream,
             slo_configs=options.slo_config,

@@ -14,9 +14,10 @@ import sys
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .files import build_files, check, command_header, merge, render, timer_file, write
-from .groups import DEFAULT_TIMERS
+from .groups import DEFAULT_TIMERS, Streams
 from .lint import lint
 from .logql import CANONICAL_LABEL, SERVICE_LABELS
 
@@ -63,8 +64,26 @@ def _parser(prog: str, epilog: str | None) -> argparse.ArgumentParser:
         f'({CANONICAL_LABEL}="request" ...): for shippers that cannot add the '
         f"{CANONICAL_LABEL} label (rules then cost as much as the service's whole log volume)",
     )
+    parser.add_argument(
+        "--task-timers",
+        action="store_true",
+        help="also the timer rules over Celery task lines (per task_name), for timers used in "
+        "tasks",
+    )
     parser.add_argument("--output", "-o", help="write to this file instead of standard output")
     return parser
+
+
+def _with_task_timers(document: dict[str, Any], options: argparse.Namespace) -> dict[str, Any]:
+    """Append the task-timer group (:mod:`obslog.loki.task_timers`) when asked."""
+    if not options.task_timers:
+        return document
+    from ..task_timers import task_timer_group
+
+    timers = options.timer or list(DEFAULT_TIMERS)
+    streams = Streams(options.service, options.service_label, options.canonical_stream)
+    name = "obslog-task-timers" + (f"-{options.service}" if options.service else "")
+    return {"groups": [*document["groups"], task_timer_group(streams, timers, name)]}
 
 
 def main(argv: Sequence[str], prog: str = PROG, epilog: str | None = None) -> int:
@@ -94,7 +113,7 @@ def main(argv: Sequence[str], prog: str = PROG, epilog: str | None = None) -> in
                 options.service_label,
                 canonical_stream=options.canonical_stream,
             )
-            text = render(merge(files), header)
+            text = render(_with_task_timers(merge(files), options), header)
         else:
             if not options.timer:
                 parser.print_usage(sys.stderr)
@@ -106,7 +125,7 @@ def main(argv: Sequence[str], prog: str = PROG, epilog: str | None = None) -> in
                 options.service_label,
                 canonical_stream=options.canonical_stream,
             )
-            text = render(document, header)
+            text = render(_with_task_timers(document, options), header)
     except ValueError as exc:
         sys.stderr.write(f"{prog}: error: {exc}\n")
         return 2
