@@ -48,6 +48,10 @@ _DEFAULT_SKIP = _LOG_RECORD_KEYS | frozenset(RESERVED_ATTRS)
 _HOOKS = ("add_fields", "process_log_record", "jsonify_log_record", "serialize_log_record")
 # The exception line at the end of a formatted traceback: ``module.Type: message`` or ``Type``.
 _EXC_LINE = re.compile(r"([A-Za-z_][\w.]*)(?:: (.*))?")
+# Where logging.Formatter appends a traceback to the message text.
+_TRACEBACK_START = re.compile(
+    r"\n(?=Traceback \(most recent call last\):\n|  \+ Exception Group Traceback \(most recent)"
+)
 
 
 class RenderedLine(str):
@@ -88,6 +92,14 @@ def _exc_text_fields(text: str) -> dict[str, Any]:
             break
     fields["stack"] = text.rstrip("\n")
     return fields
+
+
+def _split_traceback(text: str) -> tuple[str, str | None]:
+    """Return the message and the traceback that ``QueueHandler.prepare`` appended to it."""
+    match = _TRACEBACK_START.search(text)
+    if match is None:
+        return text, None
+    return text[: match.start()], text[match.end() :]
 
 
 def _chain_default(user: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -305,10 +317,14 @@ class JsonFormatter(BaseJsonFormatter):
         captured = d.get(_CAPTURED)
         ctx, timings = capture() if captured is None else captured
         msg = record.msg
+        args = record.args
         extras: Mapping[str, Any]
-        if msg.__class__ is str and not record.args:
+        exc_text = None
+        if msg.__class__ is str and not args:
             event: Any = msg
             extras = _NO_EXTRAS
+            if args is None:  # prepared by a QueueHandler: the traceback is in the message
+                event, exc_text = _split_traceback(msg)
         elif isinstance(msg, dict):
             extras = {k: v for k, v in msg.items() if k not in ("event", "message")}
             event = msg.get("event", msg.get("message", ""))
@@ -342,9 +358,11 @@ class JsonFormatter(BaseJsonFormatter):
             exc_info,
             record.stack_info,
         )
-        if not exc_info and record.exc_text:
-            # Formatted in another process (SocketHandler, QueueHandler): only the text travelled.
-            line.update(_exc_text_fields(record.exc_text))
+        if not exc_info:
+            # Formatted elsewhere (SocketHandler, QueueHandler): only the text travelled.
+            exc_text = record.exc_text or exc_text
+            if exc_text:
+                line.update(_exc_text_fields(exc_text))
         return line
 
     def _record_extras(self, d: dict[str, Any]) -> Mapping[str, Any]:
@@ -396,6 +414,9 @@ class JsonFormatter(BaseJsonFormatter):
             fields.update((k, v) for k, v in message_dict.items() if k not in ("event", "message"))
         else:
             event = record.getMessage()
+        exc_text = None
+        if record.args is None and event.__class__ is str:
+            event, exc_text = _split_traceback(event)
         found = self._record_extras(d)
         if found:
             fields.update(found)
@@ -418,8 +439,10 @@ class JsonFormatter(BaseJsonFormatter):
             exc_info=exc_info,
             stack_info=record.stack_info,
         )
-        if not exc_info and record.exc_text:
-            line.update(_exc_text_fields(record.exc_text))
+        if not exc_info:
+            exc_text = record.exc_text or exc_text
+            if exc_text:
+                line.update(_exc_text_fields(exc_text))
         if self.exc_info_as_array and isinstance(line.get("stack"), str):
             line["stack"] = line["stack"].splitlines()
         if self.stack_info_as_array and isinstance(line.get("stack_info"), str):

@@ -422,6 +422,31 @@ class TestPythonJsonLoggerOptions:
         assert line["stack"].startswith("Traceback (most recent call last):")
         assert line["stack"].endswith("KeyError: 'missing'")
 
+    def test_queue_handler_record_keeps_traceback(self):
+        """A record prepared by a real QueueHandler (traceback folded into the message) is split back."""
+        q: queue.Queue = queue.Queue()
+        stream = io.StringIO()
+        target = logging.StreamHandler(stream)
+        target.setFormatter(obslog.JsonFormatter())
+        listener = logging.handlers.QueueListener(q, target)
+        log = logging.Logger("t.queue.exc")
+        log.addHandler(logging.handlers.QueueHandler(q))
+        listener.start()
+        try:
+            try:
+                raise ValueError("bad value")
+            except ValueError:
+                log.exception("failed %s", "order")
+            log.info("plain")
+        finally:
+            listener.stop()
+        failed, plain = parse(stream)
+        assert ("failed order", "ValueError", "bad value") == (
+            failed["event"], failed["exc_type"], failed["exc_message"]
+        )
+        assert failed["stack"].startswith("Traceback (most recent call last):")
+        assert ("plain", False) == (plain["event"], "stack" in plain)
+
     def test_timestamp_option(self, own_logger):
         """timestamp="@timestamp" adds an ISO-8601 string; timestamp=True keeps the schema's timestamp."""
         import datetime
