@@ -89,6 +89,20 @@ def _call_previous(previous: Any, signum: int, frame: FrameType | None) -> None:
     # SIG_IGN: nothing
 
 
+def _signal_main_thread(signum: int) -> None:
+    """Send *signum* to the main thread itself, so that its blocking call is interrupted."""
+    main = threading.main_thread().ident
+    if main is not None and hasattr(signal, "pthread_kill"):
+        try:
+            signal.pthread_kill(main, signum)
+        except (OSError, ValueError):
+            pass  # the main thread is gone: the process is exiting, signal it as a whole
+        else:
+            return
+    with contextlib.suppress(OSError):
+        os.kill(os.getpid(), signum)
+
+
 class _SigtermFlush:
     """The one ``SIGTERM`` handler of the process, shared by every handler that asked for it."""
 
@@ -133,6 +147,7 @@ class _SigtermFlush:
             return
         if threading.current_thread() is not threading.main_thread():
             return  # only the main thread may set signal handlers: keep flushing for the rest
+        self.flushing = self.chain_due = False
         with contextlib.suppress(ValueError, OSError):
             if signal.getsignal(signal.SIGTERM) == self.on_signal:
                 signal.signal(signal.SIGTERM, self.previous)
@@ -164,10 +179,9 @@ class _SigtermFlush:
             if command != b"f":
                 return  # b"q" or the pipe was closed
             _flush_all()
-            if self.flushing:  # not chained meanwhile by a second SIGTERM
+            if self.flushing and self.installed:  # not chained meanwhile, nor released
                 self.chain_due = True
-                with contextlib.suppress(OSError):
-                    os.kill(os.getpid(), signal.SIGTERM)
+                _signal_main_thread(signal.SIGTERM)
 
     def _start_helper(self) -> bool:
         try:
