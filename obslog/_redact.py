@@ -168,11 +168,13 @@ _BUILTIN_TEXT = (
     r"(?P<url_secret>(?:[^\s/?#\"\\']|\\[\\\"])+)(?=@)"
     # Authorization-style credentials: Bearer <token>, Basic <base64>
     r"|(?P<scheme>\b(?:[Bb]earer|[Bb]asic) +)(?P<scheme_secret>[A-Za-z0-9\-._~+/]+=*)"
-    # <secret key>=value, as in query strings and key=value logs
+    # <secret key>=value as in query strings and key=value logs, <secret key>='...' as in the repr
+    # of a dataclass or namedtuple
     r"|(?P<pair>(?<![A-Za-z0-9_.\-])(?P<pair_key>[A-Za-z][A-Za-z0-9_.\-]*)=)"
-    r"(?P<pair_secret>[^\s&\"\\';,)]+)"
-    # '<secret key>': '...' in a dict's repr
-    r"|(?P<repr>'(?P<repr_key>[A-Za-z][A-Za-z0-9_.\-]*)': ')(?P<repr_secret>(?:[^'\\]|\\.)*)(?=')"
+    r"(?P<pair_secret>'(?:[^'\\]|\\.)*'|[^\s&\"\\';,)]+)"
+    # '<secret key>': '...' in a dict's repr, ('<secret key>', '...') in a list of pairs
+    r"|(?P<repr>'(?P<repr_key>[A-Za-z][A-Za-z0-9_.\-]*)'[:,] ')"
+    r"(?P<repr_secret>(?:[^'\\]|\\.)*)(?=')"
 )
 _B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
@@ -203,7 +205,10 @@ def _replace(match: re.Match[str]) -> str:
         )
         return match.group("scheme") + REDACTED if check(token) else text
     if group == "pair_secret":
-        return match.group("pair") + REDACTED if is_secret(match.group("pair_key")) else text
+        if not is_secret(match.group("pair_key")):
+            return text
+        quoted = match.group("pair_secret")[:1] == "'"
+        return match.group("pair") + (f"'{REDACTED}'" if quoted else REDACTED)
     if group == "repr_secret":
         return match.group("repr") + REDACTED if is_secret(match.group("repr_key")) else text
     return text

@@ -290,14 +290,19 @@ def degraded(
     """
     if created is None:
         created = time.time()
-    if captured is None:
+    if not (
+        captured.__class__ is tuple
+        and len(captured) == 2
+        and all(part is None or part.__class__ is dict for part in captured)
+    ):
+        # Not captured, or a caller's ``extra`` replaced the captured context: take it now.
         try:
-            from ._context import capture
+            from ._context import capture  # here: _context imports this module
 
             captured = capture()
         except Exception:
             captured = (None, None)
-    ctx, timings = captured if isinstance(captured, tuple) and len(captured) == 2 else (None, None)
+    ctx, timings = captured
     event = _safe_str(message)
     reason = f"{type(error).__name__}: {_safe_str(error)}"
     for fields in (extras, None):

@@ -247,6 +247,8 @@ class TestTextScrubber:
         ("GET /cb?code=1&password=hunter2&next=/", f"GET /cb?code=1&password={R}&next=/"),
         ("url ?access_token=abc.def&x=1", f"url ?access_token={R}&x=1"),
         ("payload {'password': 'hunter2', 'user': 'u'}", f"payload {{'password': '{R}', 'user': 'u'}}"),
+        ("Creds(user='u', password='hunter2')", f"Creds(user='u', password='{R}')"),
+        ("[('Cookie', 'sid=1'), ('Accept', '*/*')]", f"[('Cookie', '{R}'), ('Accept', '*/*')]"),
     ]
     KEPT = [
         "user@example.com wrote",

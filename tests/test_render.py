@@ -483,6 +483,12 @@ class TestDegradedLines:
         assert ("rid-2", 7) == (line["request_id"], line["order_id"])
         assert "obslog_error" in line
 
+    def test_extra_replacing_captured_context_keeps_ids(self, sio):
+        """An extra named like obslog's private capture key still gives a line with the ids."""
+        with obslog.request_scope("GET", "/o", request_id="rid-4"):
+            text = obslog.JsonFormatter().format(make_record(_obslog=[]))
+        assert "rid-4" == json.loads(text)["request_id"]
+
     def test_structlog_failing_processor_keeps_ids(self, sio):
         """A structlog processor that raises: the degraded line keeps ids, bound and given keys."""
 
