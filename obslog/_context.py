@@ -10,9 +10,7 @@ every timer recorded inside it.
 from __future__ import annotations
 
 import contextvars
-import logging
 import os
-import random
 import threading
 
 from collections.abc import Callable
@@ -20,8 +18,8 @@ from time import perf_counter
 from types import TracebackType
 from typing import Any
 
-from . import _ids, _stats, _validation
-from ._config import CONFIG, REDACTED, is_secret
+from . import _canonical, _ids, _stats, _validation
+from ._config import REDACTED, is_secret
 from ._render import redact
 from ._schema import BOUND_RESERVED
 
@@ -331,16 +329,16 @@ class Scope(_AsyncWith):
             self.duration_ms = max(end - self.start, 0.0) * 1000.0
             self.exc = exc
             if self.outcome is None:
-                self.outcome = _outcome(exc, self._status)
+                self.outcome = _canonical.outcome(exc, self._status)
             if self.emit:
                 if current is self:
-                    _emit_canonical(self, exc_type, exc, tb)
+                    _canonical.emit(self, exc_type, exc, tb)
                 else:
                     # The canonical line carries this scope's ids and timers, whatever is
                     # current where it ends.
                     token = _CURRENT.set(self)
                     try:
-                        _emit_canonical(self, exc_type, exc, tb)
+                        _canonical.emit(self, exc_type, exc, tb)
                     finally:
                         _CURRENT.reset(token)
         finally:
@@ -375,52 +373,6 @@ def _encloses(s: Scope, inner: Scope | None) -> bool:
     return False
 
 
-def _outcome(exc: BaseException | None, status: int | None) -> str:
-    if exc is not None:
-        return "error" if isinstance(exc, Exception) else "cancelled"
-    if status is not None and status >= 500:
-        return "error"
-    return "ok"
-
-
-_LEVEL_OF_OUTCOME = {"ok": logging.INFO, "cancelled": logging.WARNING, "error": logging.ERROR}
-
-
-def _emit_canonical(
-    s: Scope,
-    exc_type: type[BaseException] | None,
-    exc: BaseException | None,
-    tb: TracebackType | None,
-) -> None:
-    duration = s.duration_ms or 0.0
-    sample_rate = CONFIG.sample_rate
-    if sample_rate > 1:
-        slow = CONFIG.slow_ms
-        if s.outcome != "ok" or (slow is not None and duration >= slow):
-            sample_rate = 1
-        elif random.random() * sample_rate >= 1.0:  # sampling, not security
-            _stats.incr("sampled_out")
-            return
-    extra: dict[str, Any] = {}
-    if s._status is not None:
-        extra["status"] = s._status
-    extra["duration_ms"] = round(duration, 3)
-    extra["outcome"] = s.outcome
-    extra["sample_rate"] = sample_rate
-    level = s._level
-    if level is None:
-        level = _LEVEL_OF_OUTCOME.get(s.outcome or "ok", logging.INFO)
-    exc_info = (exc_type, exc, tb) if exc is not None and exc_type is not None else None
-    try:
-        logging.getLogger(CONFIG.canonical_logger).log(
-            level, s.kind, exc_info=exc_info, extra=extra
-        )
-    except Exception:  # a raising filter or handler must not break the request
-        _stats.incr("canonical_errors")
-        return
-    _stats.incr("canonical_lines")
-
-
 def _notify(listeners: tuple[Listener, ...], s: Scope) -> None:
     for listener in listeners:
         try:
@@ -452,7 +404,11 @@ def _add_listener(which: str, fn: Listener) -> Callable[[], None]:
 
 
 def on_scope_start(fn: Listener) -> Callable[[], None]:
-    """Call *fn(scope)* when any scope is entered; returns a function that unregisters it."""
+    """
+    Call *fn(scope)* when any scope is entered; returns a function that unregisters it.
+
+    .. versionadded:: 0.2.0 as ``obslog.on_scope_start`` (``obslog._context`` before).
+    """
     return _add_listener("start", fn)
 
 
@@ -461,7 +417,10 @@ def on_scope_end(fn: Listener) -> Callable[[], None]:
     Call *fn(scope)* after any scope has ended, its canonical line sampled out or not.
 
     Returns a function that unregisters it.  Exceptions from *fn* are counted in
-    ``obslog.stats()["listener_errors"]`` and otherwise ignored.
+    ``obslog.stats()["listener_errors"]`` and otherwise ignored.  :mod:`obslog.metrics` feeds
+    its request metrics this way.
+
+    .. versionadded:: 0.2.0 as ``obslog.on_scope_end`` (``obslog._context`` before).
     """
     return _add_listener("end", fn)
 

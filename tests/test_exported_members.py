@@ -15,6 +15,7 @@ import obslog
 
 
 CORE_MODULES = [
+    "obslog._canonical",
     "obslog._config",
     "obslog._configure",
     "obslog._context",
