@@ -448,8 +448,8 @@ class TestLokiHandler:
             proc.wait()
 
         assert returncode == proc.returncode, err
-        assert ("app handler ran\n" if previous == "app" else "") == out
-        assert [f"before sigterm {i}" for i in range(5)] == stub.lines()
+        assert ("app handler ran\n" if previous == "app" else "") == out, err
+        assert [f"before sigterm {i}" for i in range(5)] == stub.lines(), err
 
     def test_sigterm_handler_chains_in_process(self, stub, make_handler, log):
         """The installed SIGTERM handler flushes, then calls the one that was there before."""
