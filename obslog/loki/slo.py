@@ -259,7 +259,7 @@ def _alert(slo: SLO, severity: str, pairs: Sequence[tuple[str, str, float]]) -> 
             f"(\n  {_sel(BURN_RATE, slo, window=long)} > {factor}\n"
             f"  and ignoring (window)\n  {_sel(BURN_RATE, slo, window=short)} > {factor}\n)"
         )
-        windows.append(f"{long} and {short} above {factor}")
+        windows.append(f"{long} and {short} are above {factor}")
     where = f" {{{{ $labels.{slo.group_label} }}}}" if slo.group_label is not None else ""
     return {
         "alert": "ObslogSLOErrorBudgetBurn",
@@ -274,7 +274,7 @@ def _alert(slo: SLO, severity: str, pairs: Sequence[tuple[str, str, float]]) -> 
             ),
             "description": (
                 f"{slo.describe()}.  Burn rate = error ratio / {_num(1 - slo.objective)}; "
-                f"{severity} when the burn rates over " + " or ".join(windows) + "."
+                f"{severity} when the burn rates over " + " or over ".join(windows) + "."
             ),
             "runbook_url": slo.runbook_url,
         },
