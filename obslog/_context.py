@@ -40,10 +40,10 @@ _CURRENT: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "obslog_scope", default=None
 )
 # Timers of one scope can be recorded from several threads (work handed to an executor with
-# in_context shares the scope).  A timer only appends to a list, which is atomic; folding the list
-# into the per-name totals takes this lock.
+# in_context shares the scope).  A timer only appends its elapsed seconds to the list of its name,
+# which is atomic; adding a name and folding the lists into the per-name totals take this lock.
 _FOLD_LOCK = threading.Lock()
-_MAX_PENDING = 256
+_MAX_PENDING = 256  # samples of one name kept before they are folded
 
 
 # Keys a bound field may not take: the line's own schema.  A clash is kept under ``extra_<key>``.
@@ -129,6 +129,7 @@ class Scope(_AsyncWith):
 
     __slots__ = (
         "_ctx",
+        "_dirty",
         "_entered",
         "_level",
         "_pending",
@@ -178,7 +179,10 @@ class Scope(_AsyncWith):
         self.outcome: str | None = None
         self.duration_ms: float | None = None
         self._timers: dict[str, list[Any]] = {}
-        self._pending: list[tuple[str, float]] = []
+        # name -> elapsed seconds not yet folded into _timers; _dirty when any list may be
+        # non-empty (set by a timer after its append, cleared by a fold before it drains).
+        self._pending: dict[str, list[float]] = {}
+        self._dirty = False
         self.exc: BaseException | None = None
         self.emit = True
         self.parent: Scope | None = None
@@ -231,32 +235,37 @@ class Scope(_AsyncWith):
     @property
     def timers(self) -> dict[str, list[Any]]:
         """``name -> [count, total_ms, max_ms]`` of every timer so far."""
-        if self._pending:
+        if self._dirty:
             self._fold()
         return self._timers
 
+    def _samples(self, name: str) -> list[float]:
+        with _FOLD_LOCK:  # a fold iterates the dict under this lock
+            return self._pending.setdefault(name, [])
+
     def _fold(self) -> None:
         with _FOLD_LOCK:
-            pending = self._pending
-            n = len(pending)
-            if not n:
-                return
-            batch = pending[:n]
-            del pending[:n]  # appends made meanwhile sit after index n and stay
-            self._add(batch)
-
-    def _add(self, samples: list[tuple[str, float]]) -> None:
-        timers = self._timers
-        for name, ms in samples:
-            entry = timers.get(name)
-            if entry is None:
-                timers[name] = [1, ms, ms]
-            else:
-                entry[0] += 1
-                entry[1] += ms
-                if ms > entry[2]:
-                    entry[2] = ms
-        self._timings = None
+            self._dirty = False
+            timers = self._timers
+            for name, samples in self._pending.items():
+                n = len(samples)
+                if not n:
+                    continue
+                batch = samples[:n]
+                del samples[:n]  # appends made meanwhile sit after index n and stay
+                # Sum and max in C, not per sample in Python; time can go backwards on some
+                # platforms: never below zero.
+                total = max(sum(batch), 0.0) * 1000.0
+                longest = max(max(batch), 0.0) * 1000.0
+                entry = timers.get(name)
+                if entry is None:
+                    timers[name] = [n, total, longest]
+                else:
+                    entry[0] += n
+                    entry[1] += total
+                    if longest > entry[2]:
+                        entry[2] = longest
+            self._timings = None
 
     def _merge_into(self, parent: Scope) -> None:
         timers = self.timers
@@ -277,7 +286,7 @@ class Scope(_AsyncWith):
         """
         Return ``{name: {"ms": total, "count": n, "max_ms": longest}}`` for every timer so far.
         """
-        if self._pending:
+        if self._dirty:
             self._fold()
         cached = self._timings
         if cached is None:
@@ -360,7 +369,7 @@ class Scope(_AsyncWith):
             # Ended where it is not current (a generator holding it, closed by another request
             # or task): what is current here belongs to someone else and stays.
             _stats.incr("scope_foreign_exits")
-        if self.parent is not None and (self._timers or self._pending):
+        if self.parent is not None and (self._timers or self._dirty):
             self._merge_into(self.parent)
         _notify(_end_listeners, self)
 
@@ -514,7 +523,7 @@ def capture() -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]] | None]:
     ctx = s._ctx
     if otel is not None and otel[1] != ctx.get("span_id"):
         ctx = {**ctx, "trace_id": otel[0], "span_id": otel[1]}
-    return ctx, (s.timings() if s._timers or s._pending else None)
+    return ctx, (s.timings() if s._timers or s._dirty else None)
 
 
 # -- carrying context across threads ----------------------------------------------------------

@@ -145,12 +145,13 @@ class timed(_AsyncWith):  # used like a function: ``with timed("db_query"):``
             start = self._start
             self._scope = None
             self._free.append(None)
-        ms = (end - start) * 1000.0
-        if ms < 0.0:  # time can go backwards on some platforms
-            ms = 0.0
-        pending = s._pending
-        pending.append((self.name, ms))
-        if len(pending) > 256:  # _MAX_PENDING, as a constant: this is the hot path
+        try:
+            samples = s._pending[self.name]
+        except KeyError:
+            samples = s._samples(self.name)
+        samples.append(end - start)
+        s._dirty = True
+        if len(samples) > 256:  # _MAX_PENDING, as a constant: this is the hot path
             s._fold()
 
     def _enter_overlapping(self, s: Scope | None) -> None:

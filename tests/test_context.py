@@ -399,6 +399,21 @@ class TestTimed:
         first, second = await asyncio.gather(work(), work())
         assert (1, 1) == (first.timers.get("db_query", [0])[0], second.timers.get("db_query", [0])[0])
 
+    def test_many_uses_fold_exactly(self, out):
+        """1000 uses of two names in one scope (folded every 256) keep exact counts and sane sums."""
+        with obslog.request_scope() as req:
+            for i in range(1000):
+                with obslog.timed("db_query"):
+                    if i % 2:
+                        with obslog.timed("cache_get"):
+                            pass
+                if i == 500:
+                    assert 501 == req.timers["db_query"][0]
+        db_count, db_total, db_max = req.timers["db_query"]
+        assert (1000, 500) == (db_count, req.timers["cache_get"][0])
+        assert 0.0 < db_max <= db_total
+        assert {"db_query", "cache_get"} == set(out.canonical()[0]["timings"])
+
     def test_longest_valid_name(self, out):
         """A 64-character name is valid."""
         name = "a" * 64
