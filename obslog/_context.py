@@ -115,14 +115,15 @@ class Scope(_AsyncWith):
         trace_id: W3C trace id, or ``None``.
         span_id: W3C span id, or ``None``.
         fields: Bound fields, on every line of the scope.
-        status: Status to report (an HTTP status code); settable.
+        status: HTTP status to report, an ``int`` from 100 to 599 or ``None``; checked when set.
         outcome: ``None`` until exit; set it before exit to force ``"cancelled"`` or ``"error"``.
         duration_ms: Wall time of the scope, set on exit.
         timers: ``name -> [count, total_ms, max_ms]``.
         exc: The exception that ended the scope, if any.
         emit: Set to ``False`` before exit to suppress the canonical line.
         end: ``perf_counter()`` value at which ``duration_ms`` stops; ``None`` (default) means exit.
-        level: Level of the canonical line; ``None`` picks it from the outcome.
+        level: Level of the canonical line (an ``int``; a level name is converted when set);
+            ``None`` picks it from the outcome.
 
     .. versionadded:: 0.1.0
     """
