@@ -123,7 +123,7 @@ class TestPackage:
         assert len(sizes) >= 6
 
     def test_close_removes_gc_callback(self):
-        """An installation's runtime sampler adds the gc callback at a scrape; close() removes it."""
+        """An installation adds the gc callback at its first scrape; uninstall() removes it."""
         code = (
             "import gc; from obslog import metrics, runtime;"
             "n = lambda: gc.callbacks.count(runtime._gc_callback);"
