@@ -160,22 +160,19 @@ def _walk(value: Any, depth: int, ancestors: list[int]) -> Any:
 
 # --- Free text --------------------------------------------------------------------------------
 
-# Each alternative keeps the credential inside one JSON string: none matches a bare ``"`` or ``\``
-# (an escaped ``\"`` or ``\\`` inside a password is read as part of it).
-_BUILTIN_TEXT = (
-    # scheme://user:password@host -> scheme://user:[REDACTED]@host
-    r"(?P<url>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#@\"\\:']*:)"
-    r"(?P<url_secret>(?:[^\s/?#\"\\']|\\[\\\"])+)(?=@)"
-    # Authorization-style credentials: Bearer <token>, Basic <base64>
-    r"|(?P<scheme>\b(?:[Bb]earer|[Bb]asic) +)(?P<scheme_secret>[A-Za-z0-9\-._~+/]+=*)"
-    # <secret key>=value as in query strings and key=value logs, <secret key>='...' as in the repr
-    # of a dataclass or namedtuple
-    r"|(?P<pair>(?<![A-Za-z0-9_.\-])(?P<pair_key>[A-Za-z][A-Za-z0-9_.\-]*)=)"
-    r"(?P<pair_secret>'(?:[^'\\]|\\.)*'|[^\s&\"\\';,)]+)"
-    # '<secret key>': '...' in a dict's repr, ('<secret key>', '...') in a list of pairs
-    r"|(?P<repr>'(?P<repr_key>[A-Za-z][A-Za-z0-9_.\-]*)'[:,] ')"
-    r"(?P<repr_secret>(?:[^'\\]|\\.)*)(?=')"
-)
+# Each pattern starts with a literal, so that the regex engine skips to its candidates instead of
+# trying every position, and keeps the credential inside one JSON string: none matches a bare
+# ``"`` or ``\`` (an escaped ``\"`` or ``\\`` inside a password is read as part of it).
+# scheme://user:password@host -> scheme://user:[REDACTED]@host
+_URL = re.compile(r"(?P<head>://[^\s/?#@\"\\:']*:)(?P<secret>(?:[^\s/?#\"\\']|\\[\\\"])+)(?=@)")
+# Authorization-style credentials: Bearer <token>, Basic <base64>
+_SCHEME = re.compile(r"(?P<head>[Bb](?P<kind>earer|asic) +)(?P<secret>[A-Za-z0-9\-._~+/]+=*)")
+# <secret key>=value as in query strings and key=value text, <secret key>='...' as in the repr of
+# a dataclass or namedtuple; the key is read backwards from the "=".
+_PAIR = re.compile(r"=(?P<secret>'(?:[^'\\]|\\.)*'|[^\s&\"\\';,)]+)")
+# '<secret key>': '...' in a dict's repr, ('<secret key>', '...') in a list of pairs
+_REPR = re.compile(r"'(?P<key>[A-Za-z][A-Za-z0-9_.\-]*)'[:,] '(?P<secret>(?:[^'\\]|\\.)*)(?=')")
+_KEY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 _B64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
@@ -193,25 +190,62 @@ def _bearer_token(token: str) -> bool:
     return len(token) >= 8 or not token.isalpha()
 
 
-def _replace(match: re.Match[str]) -> str:
-    group = match.lastgroup
-    text = match.group(0)
-    if group == "url_secret":
-        return match.group("url") + REDACTED
-    if group == "scheme_secret":
-        token = match.group("scheme_secret")
-        check = _basic_credential if match.group("scheme").strip().lower() == "basic" else (
-            _bearer_token
-        )
-        return match.group("scheme") + REDACTED if check(token) else text
-    if group == "pair_secret":
-        if not is_secret(match.group("pair_key")):
-            return text
-        quoted = match.group("pair_secret")[:1] == "'"
-        return match.group("pair") + (f"'{REDACTED}'" if quoted else REDACTED)
-    if group == "repr_secret":
-        return match.group("repr") + REDACTED if is_secret(match.group("repr_key")) else text
+def _redact_url(match: re.Match[str]) -> str:
+    return match.group("head") + REDACTED
+
+
+def _redact_scheme(match: re.Match[str]) -> str:
+    start = match.start()
+    if start and match.string[start - 1].isalpha():  # "xbearer ...": not the word
+        return match.group(0)
+    check = _basic_credential if match.group("kind") == "asic" else _bearer_token
+    return match.group("head") + REDACTED if check(match.group("secret")) else match.group(0)
+
+
+def _secret_before(text: str, end: int) -> bool:
+    # Whether the key that ends at *end* (just before an "=") is a secret one; rstrip finds where
+    # the key starts without a Python loop.
+    head = text[max(0, end - 64) : end]
+    key = head[len(head.rstrip(_KEY_CHARS)) :]
+    return bool(key) and key[0].isalpha() and is_secret(key)
+
+
+def _redact_pair(match: re.Match[str]) -> str:
+    if not _secret_before(match.string, match.start()):
+        return match.group(0)
+    return f"='{REDACTED}'" if match.group("secret")[:1] == "'" else "=" + REDACTED
+
+
+def _pair_gate(names: Iterable[str]) -> re.Pattern[str]:
+    # A cheap test for "a secret name right before an '='", run on the reversed line so that the
+    # pattern starts with the literal "=" and the engine jumps from one "=" to the next.  It may
+    # say yes when no key is secret (the exact test follows), never no when one is: each "_" of
+    # a name may be any run of "_", "-", "." or nothing, in any case (api_key, X-Api-Key, apiKey).
+    alternatives = sorted(
+        r"[_.\-]*".join(re.escape(part[::-1]) for part in name.split("_")[::-1])
+        for name in names
+        if name
+    )
+    if not alternatives:
+        return re.compile(r"(?!)")
+    return re.compile("=(?:" + "|".join(alternatives) + ")", re.IGNORECASE)
+
+
+def _scrub_pairs(text: str) -> str:
+    # Most "=" in a line belong to no secret (user=42): look before substituting.
+    search = _PAIR.search
+    match = search(text)
+    while match is not None:
+        if _secret_before(text, match.start()):
+            return _PAIR.sub(_redact_pair, text)
+        match = search(text, match.end())
     return text
+
+
+def _redact_repr(match: re.Match[str]) -> str:
+    if not is_secret(match.group("key")):
+        return match.group(0)
+    return match.group(0)[: match.start("secret") - match.start()] + REDACTED
 
 
 def _replace_user(match: re.Match[str]) -> str:
@@ -232,26 +266,31 @@ def has_scheme(text: str) -> bool:
 
 
 class _TextScrubber:
-    """The compiled text patterns: ``scrubber(text)`` runs them all."""
+    """The text patterns: ``scrubber(text)`` runs every one that may match."""
 
-    __slots__ = ("_builtin", "_user")
+    __slots__ = ("_pair_gate", "_user")
 
     def __init__(self, patterns: Iterable[re.Pattern[str]]) -> None:
-        self._builtin = re.compile(_BUILTIN_TEXT)
         self._user = tuple(patterns)
+        self._pair_gate = _pair_gate(getattr(CONFIG, "redact_keys", ()))
 
     def __call__(self, text: str) -> str:
-        text = self._builtin.sub(_replace, text)
-        for pattern in self._user:
-            text = pattern.sub(_replace_user, text)
-        return text
+        if "earer " in text or "asic " in text:
+            text = _SCHEME.sub(_redact_scheme, text)
+        return self.line(text)
 
     def line(self, text: str) -> str:
-        # Whole lines are tested with single characters only, which CPython finds with memchr:
-        # every multi-character test over a whole line would cost more than the rest of the
-        # scrubbing.  Bearer/Basic credentials are found in the strings themselves (has_scheme).
-        if "@" in text or "=" in text or "'" in text or self._user:
-            return self(text)
+        # Whole lines are tested with single characters first, which CPython finds with memchr:
+        # a multi-character test over every line would cost more than the rest of the scrubbing.
+        # Bearer/Basic credentials are found in the strings themselves, as the line is built.
+        if "@" in text and "://" in text:
+            text = _URL.sub(_redact_url, text)
+        if "=" in text and self._pair_gate.search(text[::-1]) is not None:
+            text = _scrub_pairs(text)
+        if "'" in text:
+            text = _REPR.sub(_redact_repr, text)
+        for pattern in self._user:
+            text = pattern.sub(_replace_user, text)
         return text
 
 
