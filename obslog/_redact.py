@@ -10,10 +10,12 @@ Two mechanisms, both applied to every line on both logging paths:
   namedtuples (written as objects of their fields), lists, tuples and sets.  Past
   :data:`MAX_DEPTH` levels a container is replaced by ``"<too deep>"``, a cycle by ``"<cycle>"``:
   nothing below the limit is written raw.
-- :func:`finish_json` scrubs the rendered line's text: credentials with an unambiguous shape (URL
-  userinfo passwords, ``Bearer``/``Basic`` credentials, ``<secret key>=value`` pairs, and
-  ``'<secret key>': '...'`` in dict reprs) become ``[REDACTED]``; U+2028, U+2029 and U+0085 are
-  escaped so that a line is one line for every reader.
+- The text scrubber replaces credentials with an unambiguous shape by ``[REDACTED]``: URL userinfo
+  passwords, ``Bearer``/``Basic`` credentials, ``<secret key>=value`` pairs, and
+  ``'<secret key>': '...'``, ``('<secret key>', '...')`` and ``<secret key>='...'`` in reprs.
+  Bearer/Basic credentials are looked for in each string as the line is built (:func:`has_scheme`,
+  :func:`scrub_value`); the other shapes on the finished line (:func:`finish_json`), which also
+  escapes U+2028, U+2029 and U+0085 so that a line is one line for every reader.
 """
 
 from __future__ import annotations

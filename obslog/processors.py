@@ -73,6 +73,9 @@ def add_context(logger: Any, method_name: str, event_dict: EventDict) -> EventDi
 def redact_secrets(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
     """Replace the values of secret keys (``password``, ``token``, ...) at any depth.
 
+    Every container is reached (mappings that are not dicts, dataclasses, namedtuples, sets);
+    below 32 levels a subtree becomes ``"<too deep>"``.  :func:`render_to_stdlib` does this itself.
+
     .. versionadded:: 0.1.0
     """
     return redact(event_dict)  # type: ignore[no-any-return]
