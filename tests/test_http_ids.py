@@ -143,17 +143,30 @@ class TestHelpers:
         assert "HTTP_X_REQUEST_ID" == wsgi_environ_key("X-Request-ID")
 
     def test_silence_access_logs(self):
-        """Access loggers get levels above their access lines; werkzeug keeps its errors."""
+        """Access loggers get levels above their access lines; werkzeug gets a filter, once."""
         saved = {name: logging.getLogger(name).level for name in ACCESS_LOGGERS}
+        werkzeug = logging.getLogger("werkzeug")
+        saved_filters = werkzeug.filters[:]
         try:
+            silence_access_logs()
             silence_access_logs()
             assert not logging.getLogger("uvicorn.access").isEnabledFor(logging.CRITICAL)
             assert not logging.getLogger("django.server").isEnabledFor(logging.ERROR)
-            assert logging.getLogger("werkzeug").isEnabledFor(logging.ERROR)
-            assert not logging.getLogger("werkzeug").isEnabledFor(logging.INFO)
+            assert 1 == len(werkzeug.filters) - len(saved_filters)
+            access = logging.LogRecord(
+                "werkzeug", logging.INFO, __file__, 1,
+                '127.0.0.1 - - [01/Dec/2026 10:00:00] "%s" %s %s',
+                ("GET / HTTP/1.1", "200", "-"), None,
+            )
+            startup = logging.LogRecord(
+                "werkzeug", logging.INFO, __file__, 1, "Running on %s", ("http://x",), None
+            )
+            assert not werkzeug.filter(access)
+            assert werkzeug.filter(startup)
         finally:
             for name, level in saved.items():
                 logging.getLogger(name).setLevel(level)
+            werkzeug.filters[:] = saved_filters
 
     def test_client_closed_status(self):
         """The status logged for a client gone before any response is nginx's 499."""
