@@ -46,6 +46,7 @@ _BUILTIN: dict[str, Any] = {
     "colors": False,
     "redact_text": True,
     "redact_patterns": (),
+    "callsite": False,
 }
 
 
@@ -53,6 +54,7 @@ class _Configuration:
     """The settings every part of obslog reads; see :func:`obslog.configure` for each one."""
 
     __slots__ = (
+        "callsite",
         "canonical_logger",
         "colors",
         "env",
@@ -81,6 +83,7 @@ class _Configuration:
     canonical_logger: str
     colors: bool
     static: dict[str, str]
+    callsite: bool
 
     def __init__(self) -> None:
         for name, value in _BUILTIN.items():
@@ -118,9 +121,9 @@ def _validated(name: str, value: Any) -> Any:
             msg = "redact_keys must be an iterable of key names, not a single string"
             raise TypeError(msg)
         return frozenset(normalize_key(str(k)) for k in value)
-    if name == "redact_text":
+    if name in ("redact_text", "callsite"):
         if not isinstance(value, bool):
-            msg = f"redact_text must be True or False, not {value!r}"
+            msg = f"{name} must be True or False, not {value!r}"
             raise TypeError(msg)
         return value
     if name == "redact_patterns":

@@ -59,6 +59,7 @@ def configure(
     sample_rate: int | None = None,
     slow_ms: float | None = None,
     canonical_logger: str | None = None,
+    callsite: bool | None = None,
 ) -> logging.Handler:
     """
     Configure stdlib logging and structlog to write obslog lines to *stream*, in one call.
@@ -83,6 +84,10 @@ def configure(
         sample_rate: Keep 1 in *sample_rate* canonical lines that are neither errors nor slow.
         slow_ms: Canonical lines at least this slow are always kept when sampling.
         canonical_logger: Logger name of canonical lines; default ``"obslog"``.
+        callsite: Put the caller on every line (``module``, ``func``, ``lineno``), on both
+            paths; default ``False``.  Without it, :class:`~obslog.ObslogLogger` skips the
+            stdlib's stack walk for a record that no handler, filter or formatter may read the
+            caller of (a ``%(lineno)d`` format, an unknown handler class or filter keeps it).
 
     Returns:
         The installed handler.
@@ -91,6 +96,8 @@ def configure(
         ValueError, TypeError: a setting is invalid; the message says what is valid.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       *callsite*.
     """
     _settings(
         service=service,
@@ -104,6 +111,7 @@ def configure(
         sample_rate=sample_rate,
         slow_ms=slow_ms,
         canonical_logger=canonical_logger,
+        callsite=callsite,
     )
     # After structlog: its LoggerFactory sets a logger class of its own.
     install_logger_class()
@@ -134,6 +142,7 @@ def dict_config(
     sample_rate: int | None = None,
     slow_ms: float | None = None,
     canonical_logger: str | None = None,
+    callsite: bool | None = None,
 ) -> dict[str, Any]:
     """
     Return a ``logging.config.dictConfig`` dict that writes obslog lines; changes nothing itself.
@@ -165,6 +174,7 @@ def dict_config(
         sample_rate=sample_rate,
         slow_ms=slow_ms,
         canonical_logger=canonical_logger,
+        callsite=callsite,
     )
     return {
         "version": 1,

@@ -29,6 +29,7 @@ __all__ = [
     "degraded",
     "degraded_record",
     "exc_fields",
+    "find_callsite",
     "format_timestamp",
     "level_name",
     "redact",
@@ -39,6 +40,12 @@ __all__ = [
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 _EMPTY: dict[str, Any] = {}
+# The caller's fields (``configure(callsite=True)``), after the scope's and before the extras.
+MODULE = "module"
+FUNC = "func"
+LINENO = "lineno"
+# Frames of these packages are never a line's caller.
+_NOT_CALLERS = ("obslog", "structlog", "logging")
 _LEVELS = {
     logging.DEBUG: "debug",
     logging.INFO: "info",
@@ -140,13 +147,15 @@ def build(
     extras: Mapping[str, Any] | None,
     exc_info: Any = None,
     stack_info: str | None = None,
+    callsite: tuple[str, str, int] | None = None,
 ) -> dict[str, Any]:
     """
     Return the fields of one line in schema order.
 
     *extras* (``extra=`` or structlog keywords) are redacted; one that clashes with a schema field,
     a bound field or another key is kept as ``extra_<key>`` (``extra_extra_<key>``...) instead of
-    overwriting it.
+    overwriting it.  *callsite* (``configure(callsite=True)``) is the caller's module, function and
+    line number.
     """
     if event.__class__ is not str:
         event = _safe_str(event)
@@ -161,6 +170,8 @@ def build(
         "pid": pid if pid is not None else os.getpid(),
         **(ctx or _EMPTY),
     }
+    if callsite is not None:
+        line[MODULE], line[FUNC], line[LINENO] = callsite
     if extras:
         secrets = _secret_cache
         for key, value in extras.items():
@@ -188,6 +199,22 @@ def build(
     if stack_info:
         line["stack_info"] = _redact.scrub_text(_safe_str(stack_info))
     return line
+
+
+def find_callsite() -> tuple[str, str, int]:
+    """
+    Return the module (file name without extension, as ``LogRecord.module``), function and line of
+    the first frame outside obslog, structlog and logging: the application's call.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__")
+        if name.__class__ is not str or name.partition(".")[0] not in _NOT_CALLERS:
+            code = frame.f_code
+            module = os.path.splitext(os.path.basename(code.co_filename))[0]
+            return module, code.co_name, frame.f_lineno
+        frame = frame.f_back  # type: ignore[assignment]
+    return "(unknown file)", "(unknown function)", 0
 
 
 def _free_name(key: str, line: dict[str, Any], extras: Mapping[str, Any]) -> str:

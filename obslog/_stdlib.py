@@ -16,6 +16,7 @@ import datetime
 import json
 import logging
 import re
+import sys
 
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -46,6 +47,12 @@ _LOG_RECORD_KEYS = LOG_RECORD_KEYS
 _DEFAULT_SKIP = _LOG_RECORD_KEYS | frozenset(RESERVED_ATTRS)
 # python-json-logger's methods a subclass may override; each one overridden is called.
 _HOOKS = ("add_fields", "process_log_record", "jsonify_log_record", "serialize_log_record")
+# The record attributes Logger.findCaller fills in (the stack walk a record may skip).
+CALLER_ATTRS = frozenset({"pathname", "filename", "module", "lineno", "funcName"})
+# What the stdlib records when it does not look for the caller (``logging._srcfile = None``).
+_NO_CALLER = ("(unknown file)", 0, "(unknown function)", None)
+# A handler's remembered answer: (formatter, filters, may read the caller).
+_ROUTE_MEMO = "_obslog_reads_caller"
 # The exception line at the end of a formatted traceback: ``module.Type: message`` or ``Type``.
 _EXC_LINE = re.compile(r"([A-Za-z_][\w.]*)(?:: (.*))?")
 # Where logging.Formatter appends a traceback to the message text.
@@ -177,6 +184,10 @@ class JsonFormatter(BaseJsonFormatter):
             else str(self.timestamp)
         )
         self._encode = self._make_encoder()
+        # Whether a line of this formatter may show a record's caller (see ObslogLogger).
+        self._reads_caller = bool(CALLER_ATTRS & set(required)) or (
+            not self._default_skip and not CALLER_ATTRS <= self._skip
+        )
         options = bool(
             self._fields
             or self._asctime
@@ -357,6 +368,7 @@ class JsonFormatter(BaseJsonFormatter):
             extras,
             exc_info,
             record.stack_info,
+            (record.module, record.funcName, record.lineno) if CONFIG.callsite else None,
         )
         if not exc_info:
             # Formatted elsewhere (SocketHandler, QueueHandler): only the text travelled.
@@ -438,6 +450,7 @@ class JsonFormatter(BaseJsonFormatter):
             extras=fields,
             exc_info=exc_info,
             stack_info=record.stack_info,
+            callsite=(record.module, record.funcName, record.lineno) if CONFIG.callsite else None,
         )
         if not exc_info:
             exc_text = record.exc_text or exc_text
@@ -493,9 +506,62 @@ class ConsoleFormatter(JsonFormatter):
         return render_console(log_data, CONFIG.colors)
 
 
+def _known_filter(obj: object) -> bool:
+    """Return whether *obj* is a filter known not to read a record's caller."""
+    cls = obj.__class__
+    return cls is ContextFilter or cls is logging.Filter  # logging.Filter reads the name only
+
+
+def _text_handler(cls: type) -> bool:
+    """Return whether handlers of class *cls* read nothing of a record but its formatted text."""
+    if cls in (logging.StreamHandler, logging.FileHandler, logging.NullHandler):
+        return True
+    if cls is logging.lastResort.__class__:  # logging's _StderrHandler
+        return True
+    # Only when loaded: a handler of theirs is an instance of a loaded class.
+    handlers = sys.modules.get("logging.handlers")
+    if handlers is not None and cls in (
+        handlers.RotatingFileHandler,
+        handlers.TimedRotatingFileHandler,
+        handlers.WatchedFileHandler,
+    ):
+        return True
+    loki = sys.modules.get("obslog.loki.handler")
+    # LokiHandler reads the time, level, message, trace id and context: never the caller.
+    return loki is not None and cls is loki.LokiHandler
+
+
+def _formatter_reads_caller(formatter: logging.Formatter | None) -> bool:
+    """Return whether *formatter* may write a record's caller; ``True`` for any unknown one."""
+    if formatter is None:
+        return False  # logging's default formatter: "%(message)s"
+    cls = formatter.__class__
+    if cls is JsonFormatter or cls is ConsoleFormatter:
+        return formatter._reads_caller  # type: ignore[attr-defined,no-any-return]
+    if cls is logging.Formatter:
+        # Any style: "%(lineno)d", "{lineno}" and "$lineno" all name the attribute.
+        text = str(getattr(formatter._style, "_fmt", None) or "")
+        return any(name in text for name in CALLER_ATTRS)
+    return True
+
+
+def _remember(handler: logging.Handler) -> tuple[Any, list[Any], bool]:
+    """Decide whether *handler* may read a record's caller, and remember it on the handler."""
+    formatter, filters = handler.formatter, list(handler.filters)
+    reads = (
+        not _text_handler(handler.__class__)
+        or not all(_known_filter(f) for f in filters)
+        or _formatter_reads_caller(formatter)
+    )
+    memo = (formatter, filters, reads)
+    handler.__dict__[_ROUTE_MEMO] = memo
+    return memo
+
+
 class ObslogLogger(logging.Logger):
     """
-    A ``logging.Logger`` whose ``extra`` may use any key.
+    A ``logging.Logger`` whose ``extra`` may use any key, and that looks for the caller only when
+    something reads it.
 
     The standard ``Logger.makeRecord`` raises ``KeyError`` into the application when an ``extra``
     key is a LogRecord attribute (``name``, ``msg``, ``message``, ...).  Here such a key is kept as
@@ -503,8 +569,48 @@ class ObslogLogger(logging.Logger):
     formatters render every record without it); elsewhere call
     ``logging.setLoggerClass(obslog.ObslogLogger)`` before creating your loggers.
 
+    The stdlib walks the stack on every call to record the caller (``lineno``, ``funcName``,
+    ``module``...), about a fifth of a plain line.  obslog's lines do not show it unless
+    ``configure(callsite=True)``, so ``findCaller`` skips the walk when no handler the record
+    reaches may read it; the record then carries the stdlib's own "unknown" values, as when
+    ``logging._srcfile`` is ``None``.  A handler, filter or formatter obslog does not know counts
+    as reading it (``QueueHandler``, ``MemoryHandler``, ``SocketHandler``, pytest's ``caplog``, a
+    ``logging.Formatter`` whose format names a caller attribute, any subclass).
+
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       ``findCaller`` skips the stack walk when nothing reads the caller.
     """
+
+    def findCaller(  # stdlib signature
+        self, stack_info: bool = False, stacklevel: int = 1
+    ) -> tuple[str, int, str, str | None]:
+        """
+        Return the caller's file, line, function and stack; "unknown" when nothing reads them.
+
+        Conservative: any filter, handler class or formatter obslog does not know may read the
+        caller, and so does ``logging.lastResort`` (no handler found).  Each handler's answer is
+        remembered on it with its formatter and filters, and decided again when either changes.
+        """
+        reads = stack_info or CONFIG.callsite
+        if not reads and self.filters:
+            reads = not all(_known_filter(f) for f in self.filters)
+        reached = False
+        logger: logging.Logger | None = self
+        while logger and not reads:  # the handlers a record reaches, as callHandlers walks them
+            for handler in logger.handlers:
+                memo = handler.__dict__.get(_ROUTE_MEMO)
+                if memo is None or memo[0] is not handler.formatter or memo[1] != handler.filters:
+                    memo = _remember(handler)
+                reached = True
+                if memo[2]:
+                    reads = True
+                    break
+            logger = logger.parent if logger.propagate else None
+        if reached and not reads:
+            return _NO_CALLER
+        # One level more: this frame is not one of those logging skips as its own.
+        return super().findCaller(stack_info, stacklevel + 1)
 
     def makeRecord(  # stdlib signature
         self,

@@ -33,7 +33,7 @@ from structlog.typing import EventDict
 from . import _stats
 from ._config import CONFIG
 from ._context import capture
-from ._render import build, degraded, redact, render
+from ._render import build, degraded, find_callsite, redact, render
 from ._stdlib import RenderedLine
 
 
@@ -112,6 +112,7 @@ def render_to_stdlib(logger: Any, method_name: str, event_dict: EventDict) -> Re
         event_dict,
         exc_info,
         stack_info if isinstance(stack_info, str) else None,
+        find_callsite() if CONFIG.callsite else None,
     )
     return RenderedLine(render(line, CONFIG.fmt))
 
