@@ -19,16 +19,20 @@ lines included, as parsed dicts with the same schema and redaction as the real o
 autouse fixture) when tests call :func:`obslog.configure`.
 
 Neither is thread-safe against a concurrent :func:`obslog.configure`; lines written from other
-threads while the block is open are captured.
+threads while the block is open are captured.  When a server answers from its own thread (uvicorn,
+werkzeug, a worker pool), :meth:`CapturedLines.wait_for` (or :meth:`CapturedLines.wait_for_async`
+inside a running event loop) waits until the lines the test expects have been written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import time
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 import structlog
@@ -56,8 +60,9 @@ class CapturedLines(Sequence[dict[str, Any]]):
         self._parsed: list[dict[str, Any]] = []
 
     def _append(self, text: str) -> None:
-        self.raw.append(text)
+        # Parsed first, raw second: a snapshot taken meanwhile sizes itself on raw.
         self._parsed.append(json.loads(text))
+        self.raw.append(text)
 
     @overload
     def __getitem__(self, index: int) -> dict[str, Any]: ...
@@ -103,6 +108,66 @@ class CapturedLines(Sequence[dict[str, Any]]):
     def of_request(self, request_id: str) -> list[dict[str, Any]]:
         """Return every line of the request (or other scope) with *request_id*."""
         return self.find(request_id=request_id)
+
+    def snapshot(self) -> CapturedLines:
+        """
+        Return a copy of the lines captured so far, unchanged by lines written later.
+
+        .. versionadded:: 0.2.0
+        """
+        copy = CapturedLines()
+        # Copy raw first: a line appended meanwhile by another thread is then left out of both.
+        copy.raw = self.raw[:]
+        copy._parsed = self._parsed[: len(copy.raw)]
+        return copy
+
+    def wait_for(
+        self, predicate: Callable[[CapturedLines], object], timeout: float = 5.0
+    ) -> CapturedLines:
+        """
+        Wait until *predicate* holds for the lines written so far; return those lines.
+
+        For lines written by another thread (a server under test answers from its own thread, so
+        its canonical line may land after the client has its response)::
+
+            lines.wait_for(lambda ls: ls.canonical())
+
+        Args:
+            predicate: Called with a :meth:`snapshot` until it returns something true.
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The snapshot that satisfied *predicate*, or the last one when *timeout* passed: the
+            test's own assertions then say what is missing.
+
+        .. versionadded:: 0.2.0
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.snapshot()
+            if predicate(lines) or time.monotonic() > deadline:
+                return lines
+            time.sleep(_POLL_S)
+
+    async def wait_for_async(
+        self, predicate: Callable[[CapturedLines], object], timeout: float = 5.0
+    ) -> CapturedLines:
+        """
+        :meth:`wait_for` for a test that runs the server in its own event loop (aiohttp).
+
+        Sleeps with :func:`asyncio.sleep`, so the server keeps running while the test waits.
+
+        .. versionadded:: 0.2.0
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.snapshot()
+            if predicate(lines) or time.monotonic() > deadline:
+                return lines
+            await asyncio.sleep(_POLL_S)
+
+
+_POLL_S = 0.02
 
 
 _MISSING = object()

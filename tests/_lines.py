@@ -1,5 +1,8 @@
 """
-Reading back the JSON lines obslog writes into an in-memory stream, and waiting for them.
+Reading back the JSON lines obslog writes into an in-memory stream, and polling for a condition.
+
+Tests about the lines obslog writes use :mod:`obslog.testing` (the ``captured`` and ``lines``
+fixtures); these read a stream for tests that are about the stream itself.
 """
 
 from __future__ import annotations
@@ -19,25 +22,6 @@ def parse(stream: io.StringIO) -> list[dict]:
 def parse_nonblank(stream: io.StringIO) -> list[dict]:
     """The JSON lines written to *stream* so far, blank lines passed over."""
     return [json.loads(line) for line in stream.getvalue().splitlines() if line]
-
-
-def canonical(lines: list[dict]) -> list[dict]:
-    """Return the canonical request lines."""
-    return [line for line in lines if line["event"] == "request" and line["logger"] == "obslog"]
-
-
-def wait_for(
-    read: Callable[[], list[dict]],
-    predicate: Callable[[list[dict]], object],
-    timeout: float = 5.0,
-) -> list[dict]:
-    """Poll *read* until *predicate(lines)* holds (the server writes from its own thread)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = read()
-        if predicate(lines) or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.02)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.01) -> bool:

@@ -13,18 +13,18 @@ import logging
 import socket
 import threading
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import structlog
 
-from _lines import parse_nonblank
 from _require import require_port
 
 import obslog
 
 from obslog import _json
 from obslog._http import ACCESS_LOGGERS, FILTERED_ACCESS_LOGGERS
+from obslog.testing import CapturedLines, capture_lines
 
 
 @pytest.fixture(autouse=True)
@@ -55,21 +55,36 @@ def _sio() -> io.StringIO:
     return stream
 
 
-@pytest.fixture(name="lines")
-def _lines() -> Iterator[Callable[[], list[dict]]]:
-    """Configure obslog to write JSON lines into a buffer; yield a reader of parsed lines.
+@pytest.fixture(name="captured")
+def _captured() -> Iterator[CapturedLines]:
+    """obslog configured for service "shop"; lines captured by :func:`obslog.testing.capture_lines`.
 
-    The servers' access loggers get their level, propagation and handlers back afterwards.
+    :func:`obslog.configure` runs for its settings, logger class and structlog routing; the stdout
+    handler it installs is taken off again, so the captured lines are the only output.
     """
-    sio = io.StringIO()
-    obslog.configure(stream=sio, level="INFO")
+    logging.getLogger().removeHandler(obslog.configure(service="shop"))
+    with capture_lines() as captured:
+        yield captured
+
+
+@pytest.fixture(name="lines")
+def _lines() -> Iterator[CapturedLines]:
+    """obslog configured at INFO, its lines captured by :func:`obslog.testing.capture_lines`.
+
+    Yields the live :class:`~obslog.testing.CapturedLines` (``snapshot()``, ``wait_for()`` for
+    servers that write from their own threads).  The servers' access loggers get their level,
+    propagation and handlers back afterwards.
+    """
+    # configure() for its settings, logger class and structlog routing; its stdout handler goes.
+    logging.getLogger().removeHandler(obslog.configure(level="INFO"))
     saved = {}
     for name in (*ACCESS_LOGGERS, *FILTERED_ACCESS_LOGGERS):
         logger = logging.getLogger(name)
         saved[name] = (logger.level, logger.propagate, logger.handlers[:], logger.filters[:])
     # uvicorn's access_log=False stops propagation for the whole process; start each test clean.
     logging.getLogger("uvicorn.access").propagate = True
-    yield lambda: parse_nonblank(sio)
+    with capture_lines(level="INFO") as captured:
+        yield captured
     obslog.reset_defaults()
     for name, (level, propagate, handlers, filters) in saved.items():
         logger = logging.getLogger(name)

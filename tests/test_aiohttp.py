@@ -14,7 +14,6 @@ import aiohttp
 import psutil
 import pytest
 
-from _lines import canonical
 from _servers import serve_aiohttp
 from aiohttp import web
 
@@ -25,16 +24,6 @@ from obslog._http import UNMATCHED_ROUTE
 
 
 log = logging.getLogger("shop")
-
-
-async def wait_for(read, predicate, timeout: float = 5.0) -> list[dict]:
-    """Poll *read* until *predicate(lines)* holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = read()
-        if predicate(lines) or time.monotonic() > deadline:
-            return lines
-        await asyncio.sleep(0.02)
 
 
 def make_app(events: dict) -> web.Application:
@@ -115,8 +104,8 @@ class TestMiddleware:
         ):
             await response.read()
             echoed = response.headers["X-Request-ID"]
-        records = await wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = await lines.wait_for_async(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert echoed == line["request_id"]
         assert ("GET", "/orders/{order_id}", 200, "ok") == (
             line["method"],
@@ -143,7 +132,7 @@ class TestMiddleware:
             for path in ("/orders/17", "/boom", "/sub/items/4"):
                 async with session.get(f"{base}{path}") as response:
                     await response.read()
-            records = await wait_for(lines, lambda ls: len(canonical(ls)) == 3)
+            records = await lines.wait_for_async(lambda ls: len(ls.canonical()) == 3)
         (in_handler,) = [r for r in records if r["event"] == "order read"]
         (in_middleware,) = [r for r in records if r["event"] == "error page middleware ran"]
         (in_subapp,) = [r for r in records if r["event"] == "sub item read"]
@@ -160,8 +149,8 @@ class TestMiddleware:
             async with session.get(f"{base}/missing") as response:
                 body = await response.text()
                 echoed = response.headers["X-Request-ID"]
-        records = await wait_for(lines, lambda ls: len(canonical(ls)) == 21)
-        lines_ = canonical(records)
+        records = await lines.wait_for_async(lambda ls: len(ls.canonical()) == 21)
+        lines_ = records.canonical()
         assert {(UNMATCHED_ROUTE, 404, "ok")} == {
             (r["route"], r["status"], r["outcome"]) for r in lines_[:20]
         }
@@ -184,8 +173,8 @@ class TestMiddleware:
         ):
             status = response.status
             echoed = response.headers["X-Request-ID"]
-        records = await wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = await lines.wait_for_async(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert 500 == status
         assert (500, "error", "RuntimeError", "kaboom 3") == (
             line["status"],
@@ -206,7 +195,7 @@ class TestMiddleware:
         ):
             body = await response.read()
             echoed = response.headers["X-Request-ID"]
-        (line,) = canonical(await wait_for(lines, lambda ls: canonical(ls)))
+        (line,) = (await lines.wait_for_async(lambda ls: ls.canonical())).canonical()
         assert b"chunk0\nchunk1\nchunk2\n" == body
         assert echoed == line["request_id"]
         assert line["duration_ms"] >= 300.0  # three chunks, 100 ms apart
@@ -221,8 +210,8 @@ class TestMiddleware:
             ):
                 await response.content.readline()
                 assert 1 == obslog.aiohttp.active_requests().count
-            records = await wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = await lines.wait_for_async(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert (200, "cancelled", "/slow") == (line["status"], line["outcome"], line["route"])
         assert (0, 0.0) == tuple(obslog.aiohttp.active_requests())
 
@@ -235,8 +224,8 @@ class TestMiddleware:
                         f"{base}/slow-plain", timeout=aiohttp.ClientTimeout(total=0.05)
                     ) as response:
                         await response.read()
-            records = await wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = await lines.wait_for_async(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert (200, "cancelled") == (line["status"], line["outcome"])
 
     async def test_detached_task_keeps_the_request_id(self, lines):
@@ -249,8 +238,8 @@ class TestMiddleware:
         ):
             echoed = response.headers["X-Request-ID"]
             await events["task"]
-        records = lines()
-        (line,) = canonical(records)
+        records = lines.snapshot()
+        (line,) = records.canonical()
         (late,) = [r for r in records if r["event"] == "detached task ran"]
         assert echoed == late["request_id"] == line["request_id"]
         assert records.index(line) < records.index(late)
@@ -265,8 +254,8 @@ class TestMiddleware:
                 session.get(f"{base}/orders/1") as response,
             ):
                 await response.read()
-            with_access = await wait_for(
-                lines, lambda ls: any(r["logger"] == "aiohttp.access" for r in ls)
+            with_access = await lines.wait_for_async(
+                lambda ls: any(r["logger"] == "aiohttp.access" for r in ls)
             )
         assert 1 == len([r for r in with_access if r["logger"] == "aiohttp.access"])
         async with (
@@ -275,8 +264,8 @@ class TestMiddleware:
             session.get(f"{base}/orders/2") as response,
         ):
             await response.read()
-        records = await wait_for(lines, lambda ls: len(canonical(ls)) == 2)
-        assert 2 == len(canonical(records))
+        records = await lines.wait_for_async(lambda ls: len(ls.canonical()) == 2)
+        assert 2 == len(records.canonical())
         assert 1 == len([r for r in records if r["logger"] == "aiohttp.access"])
 
 
@@ -376,7 +365,8 @@ class TestLoad:
         records = lines()
         obslog.reset_defaults()
         sink.close()
-        mine = [r for r in canonical(records) if r["request_id"] in set(ids)]
+        requests = [r for r in records if r["event"] == "request" and r["logger"] == "obslog"]
+        mine = [r for r in requests if r["request_id"] in set(ids)]
         per_id: dict[str, list[dict]] = {}
         for r in mine:
             per_id.setdefault(r["request_id"], []).append(r)

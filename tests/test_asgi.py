@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from _lines import canonical, wait_for
 from _servers import UvicornThread
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
@@ -136,8 +135,8 @@ class TestFastAPI:
         """A request gives one `request` line: route template, status, timings, echoed id."""
         with UvicornThread(ObslogMiddleware(make_fastapi())) as base:
             response = httpx.get(f"{base}/orders/42")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert 200 == response.status_code
         assert line["request_id"] == response.headers["X-Request-ID"]
         assert 32 == len(line["request_id"])
@@ -158,7 +157,7 @@ class TestFastAPI:
         incoming = str(uuid.uuid4())
         with UvicornThread(ObslogMiddleware(make_fastapi())) as base:
             response = httpx.get(f"{base}/orders/1", headers={"X-Request-ID": incoming})
-        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        (line,) = lines.wait_for(lambda ls: ls.canonical()).canonical()
         assert incoming == response.headers["x-request-id"]
         assert incoming == line["request_id"]
 
@@ -167,7 +166,7 @@ class TestFastAPI:
         app = ObslogMiddleware(make_fastapi(), request_id_header="X-Correlation-ID")
         with UvicornThread(app) as base:
             response = httpx.get(f"{base}/orders/1", headers={"X-Correlation-ID": "abc-123"})
-        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        (line,) = lines.wait_for(lambda ls: ls.canonical()).canonical()
         assert "abc-123" == response.headers["x-correlation-id"]
         assert "abc-123" == line["request_id"]
         assert "x-request-id" not in response.headers
@@ -176,7 +175,7 @@ class TestFastAPI:
         """A sync endpoint runs in Starlette's threadpool, which copies the request's context."""
         with UvicornThread(ObslogMiddleware(make_fastapi())) as base:
             response = httpx.get(f"{base}/sync")
-        records = wait_for(lines, lambda ls: canonical(ls))
+        records = lines.wait_for(lambda ls: ls.canonical())
         (thread_line,) = [r for r in records if r["event"] == "in threadpool"]
         assert response.headers["x-request-id"] == thread_line["request_id"]
 
@@ -186,17 +185,17 @@ class TestFastAPI:
             statuses = {
                 client.get(f"{base}/scan/{uuid.uuid4().hex}").status_code for _ in range(50)
             }
-        records = wait_for(lines, lambda ls: len(canonical(ls)) == 50)
+        records = lines.wait_for(lambda ls: len(ls.canonical()) == 50)
         assert {404} == statuses
-        assert {UNMATCHED_ROUTE} == {line["route"] for line in canonical(records)}
-        assert 50 == len({line["request_id"] for line in canonical(records)})
+        assert {UNMATCHED_ROUTE} == {line["route"] for line in records.canonical()}
+        assert 50 == len({line["request_id"] for line in records.canonical()})
 
     def test_traceparent_gives_trace_ids(self, lines):
         """A valid traceparent header sets trace_id/span_id on the canonical line."""
         trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
         with UvicornThread(ObslogMiddleware(make_fastapi())) as base:
             httpx.get(f"{base}/orders/1", headers={"traceparent": f"00-{trace}-{span}-01"})
-        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        (line,) = lines.wait_for(lambda ls: ls.canonical()).canonical()
         assert (trace, span) == (line["trace_id"], line["span_id"])
 
 
@@ -215,7 +214,7 @@ class TestAddMiddleware:
         app.add_middleware(ObslogMiddleware)
         with UvicornThread(app) as base:
             response = httpx.get(f"{base}/boom")
-        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        (line,) = lines.wait_for(lambda ls: ls.canonical()).canonical()
         assert 500 == response.status_code
         assert (500, "error", "KeyError", "/boom") == (
             line["status"],
@@ -233,8 +232,8 @@ class TestStarlette:
         events: dict = {}
         with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
             response = httpx.get(f"{base}/boom")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert 500 == response.status_code
         assert (500, "error", "error") == (line["status"], line["outcome"], line["level"])
         assert ("RuntimeError", "kaboom 42") == (line["exc_type"], line["exc_message"])
@@ -246,7 +245,7 @@ class TestStarlette:
         events: dict = {}
         with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
             response = httpx.get(f"{base}/boom")
-        records = wait_for(lines, lambda ls: canonical(ls))
+        records = lines.wait_for(lambda ls: ls.canonical())
         (handler_line,) = [r for r in records if r["event"] == "500 handler ran"]
         assert response.headers["x-request-id"] == handler_line["request_id"]
         assert [] == [r for r in records if r["logger"] == "uvicorn.error" and "exc_type" in r]
@@ -257,10 +256,10 @@ class TestStarlette:
         app = ObslogMiddleware(make_starlette(events), reraise=True)
         with UvicornThread(app) as base:
             httpx.get(f"{base}/boom")
-        records = wait_for(
-            lines, lambda ls: any("exc_type" in r for r in ls if r["logger"] == "uvicorn.error")
+        records = lines.wait_for(
+            lambda ls: any("exc_type" in r for r in ls if r["logger"] == "uvicorn.error")
         )
-        assert 1 == len(canonical(records))
+        assert 1 == len(records.canonical())
         assert any(
             r.get("exc_type") == "RuntimeError" for r in records if r["logger"] == "uvicorn.error"
         )
@@ -270,8 +269,8 @@ class TestStarlette:
         events: dict = {}
         with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
             response = httpx.get(f"{base}/stream")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         (last_chunk,) = [r for r in records if r["event"] == "last chunk produced"]
         assert b"chunk0\nchunk1\nchunk2\n" == response.content
         assert line["duration_ms"] >= 300.0  # three chunks, 100 ms apart
@@ -284,8 +283,8 @@ class TestStarlette:
         with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
             with httpx.stream("GET", f"{base}/forever") as response:
                 next(response.iter_bytes())
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert (200, "cancelled", "warning") == (line["status"], line["outcome"], line["level"])
         assert events.get("forever_closed") is True
 
@@ -297,8 +296,8 @@ class TestStarlette:
             with socket.create_connection(("127.0.0.1", port)) as sock:
                 sock.sendall(b"GET /wait-disconnect HTTP/1.1\r\nHost: x\r\n\r\n")
                 time.sleep(0.2)
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert (499, "cancelled", "/wait-disconnect") == (
             line["status"],
             line["outcome"],
@@ -310,8 +309,8 @@ class TestStarlette:
         events: dict = {}
         with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
             httpx.get(f"{base}/cancelled")
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert ("cancelled", 499) == (line["outcome"], line["status"])
 
     def test_mount_prefix_is_part_of_the_route(self, lines):
@@ -319,7 +318,7 @@ class TestStarlette:
         events: dict = {}
         with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
             httpx.get(f"{base}/api/items/7")
-        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        (line,) = lines.wait_for(lambda ls: ls.canonical()).canonical()
         assert "/api/items/{item_id}" == line["route"]
 
     def test_background_tasks_run_inside_the_scope(self, lines):
@@ -327,8 +326,8 @@ class TestStarlette:
         events: dict = {}
         with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
             response = httpx.get(f"{base}/background")
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         (bg,) = [r for r in records if r["event"] == "background task ran"]
         assert response.headers["x-request-id"] == bg["request_id"] == line["request_id"]
         assert 1 == line["timings"]["send_mail"]["count"]
@@ -339,8 +338,8 @@ class TestStarlette:
         events: dict = {}
         with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
             httpx.get(f"{base}/background")
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert line["background_ms"] >= 300.0
         assert line["timings"]["send_mail"]["ms"] >= 300.0
         assert line["duration_ms"] < line["background_ms"]
@@ -350,7 +349,7 @@ class TestStarlette:
         events: dict = {}
         with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
             httpx.get(f"{base}/api/items/7")
-        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        (line,) = lines.wait_for(lambda ls: ls.canonical()).canonical()
         assert "background_ms" not in line
 
     def test_detached_task_keeps_the_request_id(self, lines):
@@ -358,8 +357,8 @@ class TestStarlette:
         events: dict = {}
         with UvicornThread(ObslogMiddleware(make_starlette(events))) as base:
             response = httpx.get(f"{base}/detached")
-            records = wait_for(lines, lambda ls: any(r["event"] == "detached task ran" for r in ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: any(r["event"] == "detached task ran" for r in ls))
+        (line,) = records.canonical()
         (late,) = [r for r in records if r["event"] == "detached task ran"]
         assert response.headers["x-request-id"] == late["request_id"] == line["request_id"]
         assert records.index(line) < records.index(late)
@@ -370,7 +369,7 @@ class TestStarlette:
         with UvicornThread(ObslogMiddleware(make_starlette(events)), lifespan="on"):
             pass
         assert events.get("lifespan_started") is True
-        assert [] == canonical(lines())
+        assert [] == lines.snapshot().canonical()
 
 
 class TestPassThrough:
@@ -393,7 +392,7 @@ class TestPassThrough:
         await ObslogMiddleware(app)(scope, receive, send)
         assert (scope, receive, send) == (seen["scope"], seen["receive"], seen["send"])
         assert seen["scope"] is scope
-        assert [] == canonical(lines())
+        assert [] == lines.snapshot().canonical()
 
     def test_invalid_header_name_is_rejected(self):
         """A header name with spaces or separators raises ValueError at construction."""
@@ -408,14 +407,14 @@ class TestAccessLogs:
         """uvicorn with access_log=False writes only the canonical line."""
         with UvicornThread(ObslogMiddleware(make_fastapi()), access_log=False) as base:
             httpx.get(f"{base}/orders/1")
-        records = wait_for(lines, lambda ls: canonical(ls))
+        records = lines.wait_for(lambda ls: ls.canonical())
         assert [] == [r for r in records if r["logger"] == "uvicorn.access"]
 
     def test_default_access_log_doubles_lines(self, lines):
         """Control: uvicorn's default access log adds a second line per request."""
         with UvicornThread(ObslogMiddleware(make_fastapi()), access_log=True) as base:
             httpx.get(f"{base}/orders/1")
-        records = wait_for(lines, lambda ls: any(r["logger"] == "uvicorn.access" for r in ls))
+        records = lines.wait_for(lambda ls: any(r["logger"] == "uvicorn.access" for r in ls))
         assert 1 == len([r for r in records if r["logger"] == "uvicorn.access"])
 
     def test_silence_access_logs_mutes_uvicorn(self, lines):
@@ -423,8 +422,8 @@ class TestAccessLogs:
         obslog.asgi.silence_access_logs()
         with UvicornThread(ObslogMiddleware(make_fastapi()), access_log=True) as base:
             httpx.get(f"{base}/orders/1")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        assert 1 == len(canonical(records))
+        records = lines.wait_for(lambda ls: ls.canonical())
+        assert 1 == len(records.canonical())
         assert [] == [r for r in records if r["logger"] == "uvicorn.access"]
 
     def test_json_response_passes_through(self, lines):
@@ -436,7 +435,7 @@ class TestAccessLogs:
         app = Starlette(routes=[Route("/j", endpoint)])
         with UvicornThread(ObslogMiddleware(app)) as base:
             response = httpx.get(f"{base}/j")
-        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        (line,) = lines.wait_for(lambda ls: ls.canonical()).canonical()
         assert ({"a": 1}, "1") == (response.json(), response.headers["x-app"])
         assert [line["request_id"]] == response.headers.get_list("x-request-id")
 
@@ -475,7 +474,7 @@ class TestRouteOnHandlerLines:
         with UvicornThread(ObslogMiddleware(make_fastapi())) as base:
             httpx.get(f"{base}/orders/42")
             httpx.get(f"{base}/sync")
-            records = wait_for(lines, lambda ls: len(canonical(ls)) == 2)
+            records = lines.wait_for(lambda ls: len(ls.canonical()) == 2)
         (in_async,) = [r for r in records if r["event"] == "order read"]
         (in_thread,) = [r for r in records if r["event"] == "in threadpool"]
         assert ("GET", "/orders/{order_id}") == (in_async["method"], in_async["route"])
@@ -500,11 +499,11 @@ class TestRouteOnHandlerLines:
         with UvicornThread(ObslogMiddleware(app)) as base:
             assert 200 == httpx.get(f"{base}/v1/acme/items/3").status_code
             assert 200 == httpx.get(f"{base}/v1/acme/plain/4").status_code
-            records = wait_for(lines, lambda ls: len(canonical(ls)) == 2)
+            records = lines.wait_for(lambda ls: len(ls.canonical()) == 2)
         (inside,) = [r for r in records if r["event"] == "item read"]
         assert "/v1/{tenant}/items/{item_id}" == inside["route"]
         assert ["/v1/{tenant}/items/{item_id}", "/v1/{tenant}/plain/{p}"] == [
-            line["route"] for line in canonical(records)
+            line["route"] for line in records.canonical()
         ]
 
     def test_fastapi_own_routes_resolve_to_their_paths(self, lines):
@@ -512,16 +511,16 @@ class TestRouteOnHandlerLines:
         paths = ["/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"]
         with UvicornThread(ObslogMiddleware(make_fastapi())) as base, httpx.Client() as client:
             statuses = [client.get(f"{base}{path}").status_code for path in paths]
-            records = wait_for(lines, lambda ls: len(canonical(ls)) == 4)
+            records = lines.wait_for(lambda ls: len(ls.canonical()) == 4)
         assert [200, 200, 200, 200] == statuses
-        assert paths == [line["route"] for line in canonical(records)]
+        assert paths == [line["route"] for line in records.canonical()]
 
     def test_nested_mount_route_on_handler_lines(self, lines):
         """A Starlette endpoint inside nested mounts logs the full template on its own line."""
         with UvicornThread(ObslogMiddleware(make_tenants())) as base:
             assert 200 == httpx.get(f"{base}/tenants/t1/projects/p9/tasks/5").status_code
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         (inside,) = [r for r in records if r["event"] == "deep"]
         template = "/tenants/{tenant}/projects/{project}/tasks/{task_id}"
         assert template == line["route"] == inside["route"]
@@ -532,8 +531,8 @@ class TestRouteOnHandlerLines:
         app.mount("/shops/{shop}", make_tenants())
         with UvicornThread(ObslogMiddleware(app)) as base:
             assert 200 == httpx.get(f"{base}/shops/s1/tenants/t2/items").status_code
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         (inside,) = [r for r in records if r["event"] == "listing items"]
         assert "/shops/{shop}/tenants/{tenant}/items" == line["route"] == inside["route"]
 
@@ -560,8 +559,8 @@ class TestBrokenRoute:
         before = obslog.stats().get("route_errors", 0)
         with UvicornThread(ObslogMiddleware(app)) as base:
             response = httpx.get(f"{base}/x")
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert (200, 200, UNMATCHED_ROUTE) == (response.status_code, line["status"], line["route"])
         assert 2 == obslog.stats()["route_errors"] - before
 
@@ -578,13 +577,13 @@ class TestMountTemplates:
                 urls = [f"{base}/tenants/t{n}/items" for n in range(300)]
                 statuses = {client.get(url).status_code for url in urls}
                 client.get(f"{base}/health")
-                records = wait_for(lines, lambda ls: len(canonical(ls)) == 301)
+                records = lines.wait_for(lambda ls: len(ls.canonical()) == 301)
             body, _ = metrics.render_metrics()
             routes = installation.route_count
         finally:
             metrics.uninstall()
         assert {200} == statuses
-        assert {"/tenants/{tenant}/items", "/health"} == {r["route"] for r in canonical(records)}
+        assert {"/tenants/{tenant}/items", "/health"} == {r["route"] for r in records.canonical()}
         assert 2 == routes
         text = body.decode()
         assert 'route="/tenants/{tenant}/items"' in text

@@ -29,7 +29,6 @@ if not settings.configured:
     )
     django.setup()
 
-from _lines import canonical, wait_for
 from _servers import UvicornThread, WSGIServerThread
 from django.core.asgi import get_asgi_application
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
@@ -156,8 +155,8 @@ class TestDjangoWSGI:
         obslog.django.silence_access_logs()
         with DjangoWSGIThread() as base:
             response = httpx.get(f"{base}/orders/12/")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert line["request_id"] == response.headers["X-Request-ID"]
         assert ("GET", "/orders/<int:order_id>/", 200, "ok") == (
             line["method"],
@@ -173,7 +172,7 @@ class TestDjangoWSGI:
         """The view's own line carries the resolver's route and the method (process_view)."""
         with DjangoWSGIThread() as base:
             httpx.get(f"{base}/orders/12/")
-        records = wait_for(lines, lambda ls: canonical(ls))
+        records = lines.wait_for(lambda ls: ls.canonical())
         (app_line,) = [r for r in records if r["event"] == "order read"]
         assert ("GET", "/orders/<int:order_id>/") == (app_line["method"], app_line["route"])
 
@@ -184,8 +183,8 @@ class TestDjangoWSGI:
             client.get(f"{base}/api/items/hat/")
             for i in range(20):
                 client.get(f"{base}/missing/{i}/")
-        records = wait_for(lines, lambda ls: len(canonical(ls)) == 21)
-        routes = [(r["route"], r["status"]) for r in canonical(records)]
+        records = lines.wait_for(lambda ls: len(ls.canonical()) == 21)
+        routes = [(r["route"], r["status"]) for r in records.canonical()]
         assert ("/api/items/<slug:name>/", 200) == routes[0]
         assert {(UNMATCHED_ROUTE, 404)} == set(routes[1:])
 
@@ -194,8 +193,8 @@ class TestDjangoWSGI:
         obslog.django.silence_access_logs()
         with DjangoWSGIThread() as base:
             response = httpx.get(f"{base}/boom/", headers={"X-Request-ID": "req-boom-1"})
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert 500 == response.status_code
         assert (500, "error", "RuntimeError", "kaboom 9") == (
             line["status"],
@@ -211,8 +210,8 @@ class TestDjangoWSGI:
         obslog.django.silence_access_logs()
         with DjangoWSGIThread() as base:
             response = httpx.get(f"{base}/stream/")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         (last,) = [r for r in records if r["event"] == "last chunk produced"]
         assert b"chunk0\nchunk1\nchunk2\n" == response.content
         assert line["duration_ms"] >= 300.0  # three chunks, 100 ms apart
@@ -224,8 +223,8 @@ class TestDjangoWSGI:
         with DjangoWSGIThread() as base:
             with httpx.stream("GET", f"{base}/forever/") as response:
                 next(response.iter_bytes())
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert (200, "cancelled", "/forever/") == (line["status"], line["outcome"], line["route"])
         assert EVENTS.get("forever_closed") is True
 
@@ -233,10 +232,10 @@ class TestDjangoWSGI:
         """Django's dev-server access line (logger django.server) doubles lines until muted."""
         with DjangoWSGIThread() as base:
             httpx.get(f"{base}/orders/1/")
-            before = wait_for(lines, lambda ls: any(r["logger"] == "django.server" for r in ls))
+            before = lines.wait_for(lambda ls: any(r["logger"] == "django.server" for r in ls))
             obslog.django.silence_access_logs()
             httpx.get(f"{base}/orders/2/")
-            after = wait_for(lines, lambda ls: len(canonical(ls)) == 2)
+            after = lines.wait_for(lambda ls: len(ls.canonical()) == 2)
         assert 1 == len([r for r in before if r["logger"] == "django.server"])
         assert 1 == len([r for r in after if r["logger"] == "django.server"])
 
@@ -252,7 +251,7 @@ class TestSettings:
             DjangoWSGIThread() as base,
         ):
             response = httpx.get(f"{base}/orders/1/", headers={"X-Correlation-ID": "c-77"})
-        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        (line,) = lines.wait_for(lambda ls: ls.canonical()).canonical()
         assert "c-77" == line["request_id"] == response.headers["x-correlation-id"]
 
     def test_import_error_names_the_extra(self, monkeypatch):
@@ -269,8 +268,8 @@ class TestDjangoASGI:
         """An async view: one line with route and timings; its own line carries the id."""
         with DjangoASGIThread() as base:
             response = httpx.get(f"{base}/async/3/")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert ("/async/<int:order_id>/", 200, "ok") == (
             line["route"],
             line["status"],
@@ -284,7 +283,7 @@ class TestDjangoASGI:
         """Under ASGI an async view's own line carries the route too."""
         with DjangoASGIThread() as base:
             httpx.get(f"{base}/async/3/")
-        records = wait_for(lines, lambda ls: canonical(ls))
+        records = lines.wait_for(lambda ls: ls.canonical())
         (app_line,) = [r for r in records if r["event"] == "async order read"]
         assert ("GET", "/async/<int:order_id>/") == (app_line["method"], app_line["route"])
 
@@ -292,7 +291,7 @@ class TestDjangoASGI:
         """A sync view under ASGI runs in a worker thread that sees the request's scope."""
         with DjangoASGIThread() as base:
             response = httpx.get(f"{base}/orders/8/")
-        records = wait_for(lines, lambda ls: canonical(ls))
+        records = lines.wait_for(lambda ls: ls.canonical())
         (app_line,) = [r for r in records if r["event"] == "order read"]
         assert response.headers["x-request-id"] == app_line["request_id"]
 
@@ -300,8 +299,8 @@ class TestDjangoASGI:
         """An async streaming body is timed to its last chunk."""
         with DjangoASGIThread() as base:
             response = httpx.get(f"{base}/astream/")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         (last,) = [r for r in records if r["event"] == "last async chunk produced"]
         assert b"chunk0\nchunk1\nchunk2\n" == response.content
         assert line["duration_ms"] >= 300.0
@@ -314,16 +313,16 @@ class TestDjangoASGI:
             with socket.create_connection(("127.0.0.1", port)) as sock:
                 sock.sendall(b"GET /slow/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 time.sleep(0.3)
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert (499, "cancelled", "/slow/") == (line["status"], line["outcome"], line["route"])
 
     def test_exception_under_asgi(self, lines):
         """A view exception under ASGI: 500 line with exc fields, Django's error line has the id."""
         with DjangoASGIThread() as base:
             response = httpx.get(f"{base}/boom/")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         (django_line,) = [r for r in records if r["logger"] == "django.request"]
         assert (500, "RuntimeError") == (line["status"], line["exc_type"])
         assert response.headers["x-request-id"] == django_line["request_id"]

@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 import httpx
 
-from _lines import canonical
 from _servers import WerkzeugThread, serve_aiohttp
 from aiohttp import web
 from flask import Flask
@@ -61,8 +60,8 @@ class TestRunInExecutor:
             session.get(f"{base}/work") as response,
         ):
             request_id = response.headers["X-Request-ID"]
-        records = lines()
-        (line,) = canonical(records)
+        records = lines.snapshot()
+        (line,) = records.canonical()
         assert request_id == by_what(records, "wrapped")["request_id"]
         assert request_id == by_what(records, "to_thread")["request_id"]
         assert "request_id" not in by_what(records, "bare")
@@ -93,8 +92,8 @@ class TestThreadPoolExecutor:
                 response = httpx.get(f"{base}/fan-out")
         finally:
             pool.shutdown()
-        records = lines()
-        (line,) = canonical(records)
+        records = lines.snapshot()
+        (line,) = records.canonical()
         request_id = response.headers["X-Request-ID"]
         assert [request_id] * 4 == [by_what(records, f"part{i}")["request_id"] for i in range(4)]
         assert "request_id" not in by_what(records, "bare")

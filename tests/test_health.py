@@ -24,12 +24,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from _lines import canonical, wait_for
 from _servers import free_port
 
 from obslog.aiohttp import add_health_routes
 from obslog.asgi import make_health_app as make_asgi_app
 from obslog.health import DEFAULT_BUDGET, HealthEndpoints, Readiness, ReadyReport, serve
+from obslog.testing import CapturedLines
 from obslog.wsgi import make_health_app as make_wsgi_app
 
 
@@ -725,7 +725,7 @@ class TestWsgiApp:
         assert (200, b"") == (head.status_code, head.content)
         assert b"python_info" in metrics.content
         assert {"id": 3} == order_resp.json()
-        request_lines = canonical(wait_for(lines, canonical))
+        request_lines = lines.wait_for(CapturedLines.canonical).canonical()
         assert ["/orders/<int:order_id>"] == [line["route"] for line in request_lines]
 
     def test_dispatcher_mount_under_prefix(self):

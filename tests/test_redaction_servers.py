@@ -6,8 +6,6 @@ uvicorn, werkzeug ``EnvironHeaders`` under werkzeug's server) and the frameworks
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import sys
 import types
@@ -31,14 +29,13 @@ if not settings.configured:
     )
     django.setup()
 
-from _lines import wait_for
 from _servers import UvicornThread, WerkzeugThread, WSGIServerThread
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
 from django.test.utils import override_settings
 from django.urls import path
 
-import obslog
+from obslog.testing import CapturedLines
 
 
 R = "[REDACTED]"
@@ -54,16 +51,9 @@ FAILURE = f"cannot reach postgresql://app:{SECRETS[3]}@db/shop with Bearer {SECR
 
 
 @pytest.fixture(name="out")
-def _out():
-    """obslog configured to write into a buffer; yields a reader of (raw text, parsed lines)."""
-    stream = io.StringIO()
-    obslog.configure(stream=stream, service="shop")
-
-    def read() -> tuple[str, list[dict]]:
-        text = stream.getvalue()
-        return text, [json.loads(raw) for raw in text.splitlines() if raw]
-
-    return read
+def _out(captured):
+    """obslog configured for "shop"; its lines captured (the servers write from their threads)."""
+    return captured
 
 
 def assert_no_secret(text: str) -> None:
@@ -169,8 +159,9 @@ class TestFrameworkErrorLines:
         assert f"cannot reach postgresql://app:{R}@db/shop with Bearer {R}" == line["exc_message"]
 
 
-def wait_for_lines(read, count: int) -> tuple[str, list[dict]]:
+def wait_for_lines(captured: CapturedLines, count: int) -> tuple[str, CapturedLines]:
     """Wait until *count* lines (the servers write from their own threads); return all of them."""
-    lines = wait_for(lambda: read()[1], lambda ls: len(ls) >= count)
+    lines = captured.wait_for(lambda ls: len(ls) >= count)
     assert len(lines) >= count
-    return read()
+    lines = captured.snapshot()
+    return "\n".join(lines.raw), lines

@@ -4,6 +4,7 @@ obslog.testing: capturing the lines obslog writes, and resetting its global stat
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -102,6 +103,47 @@ class TestCaptureLines:
             lines.one(event="twice")
         with pytest.raises(AssertionError, match="found 0"):
             lines.one(event="never")
+
+
+class TestWaiting:
+    def test_snapshot_unchanged_by_later_lines(self):
+        """snapshot() keeps the lines written so far; lines written later do not appear in it."""
+        with capture_lines() as lines:
+            logging.getLogger("shop").info("first")
+            before = lines.snapshot()
+            logging.getLogger("shop").info("second")
+        assert ["first"] == [line["event"] for line in before]
+        assert 1 == len(before.raw)
+        assert ["first", "second"] == [line["event"] for line in lines]
+
+    def test_wait_for_a_line_from_another_thread(self):
+        """wait_for() returns once a line another thread writes later satisfies the predicate."""
+        with capture_lines() as lines:
+            timer = threading.Timer(0.1, logging.getLogger("worker").info, args=("done",))
+            timer.start()
+            got = lines.wait_for(lambda ls: ls.find(event="done"), timeout=30)
+            timer.join()
+        assert ["done"] == [line["event"] for line in got]
+
+    def test_wait_for_returns_the_lines_at_timeout(self):
+        """When the predicate never holds, wait_for() returns the lines it has after *timeout*."""
+        with capture_lines() as lines:
+            logging.getLogger("shop").info("only")
+            got = lines.wait_for(lambda ls: ls.find(event="never"), timeout=0.05)
+        assert ["only"] == [line["event"] for line in got]
+
+    async def test_wait_for_async_lets_the_loop_run(self):
+        """wait_for_async() sleeps in the event loop, so a task logging later gets to run."""
+
+        async def later() -> None:
+            await asyncio.sleep(0.05)
+            logging.getLogger("shop").info("from a task")
+
+        with capture_lines() as lines:
+            task = asyncio.ensure_future(later())
+            got = await lines.wait_for_async(lambda ls: ls.find(event="from a task"), timeout=30)
+            await task
+        assert ["from a task"] == [line["event"] for line in got]
 
 
 class TestReset:

@@ -13,7 +13,6 @@ import time
 import httpx
 import pytest
 
-from _lines import canonical, wait_for
 from _servers import WerkzeugThread, free_port
 from flask import Flask, Response, stream_with_context
 
@@ -79,8 +78,8 @@ class TestFlask:
         """A request gives one `request` line with the url rule, status, timings and echoed id."""
         with WerkzeugThread(make_flask({})) as base:
             response = httpx.get(f"{base}/orders/5")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert line["request_id"] == response.headers["X-Request-ID"]
         assert ("GET", "/orders/<int:order_id>", 200, "ok") == (
             line["method"],
@@ -96,7 +95,7 @@ class TestFlask:
         """A valid incoming X-Request-ID is used and echoed."""
         with WerkzeugThread(make_flask({})) as base:
             response = httpx.get(f"{base}/orders/5", headers={"X-Request-ID": "nginx-abc"})
-        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        (line,) = lines.wait_for(lambda ls: ls.canonical()).canonical()
         assert "nginx-abc" == line["request_id"] == response.headers["x-request-id"]
 
     def test_unmatched_paths_share_one_route(self, lines):
@@ -104,15 +103,15 @@ class TestFlask:
         with WerkzeugThread(make_flask({})) as base, httpx.Client() as client:
             for i in range(30):
                 client.get(f"{base}/nope/{i}")
-        records = wait_for(lines, lambda ls: len(canonical(ls)) == 30)
-        assert {(UNMATCHED_ROUTE, 404)} == {(r["route"], r["status"]) for r in canonical(records)}
+        records = lines.wait_for(lambda ls: len(ls.canonical()) == 30)
+        assert {(UNMATCHED_ROUTE, 404)} == {(r["route"], r["status"]) for r in records.canonical()}
 
     def test_exception_line_and_flask_error_lines_carry_ids(self, lines):
         """A view exception: 500 line with exc fields; Flask's own error lines carry the id."""
         with WerkzeugThread(make_flask({})) as base:
             response = httpx.get(f"{base}/boom")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert 500 == response.status_code
         assert (500, "error", "/boom") == (line["status"], line["outcome"], line["route"])
         assert ("RuntimeError", "kaboom 7") == (line["exc_type"], line["exc_message"])
@@ -125,8 +124,8 @@ class TestFlask:
         """The line is written when the body is done; lines written while streaming carry ids."""
         with WerkzeugThread(make_flask({})) as base:
             response = httpx.get(f"{base}/stream")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         (last,) = [r for r in records if r["event"] == "last chunk produced"]
         assert b"chunk0\nchunk1\nchunk2\n" == response.content
         assert line["duration_ms"] >= 300.0  # three chunks, 100 ms apart
@@ -139,8 +138,8 @@ class TestFlask:
         with WerkzeugThread(make_flask(events)) as base:
             with httpx.stream("GET", f"{base}/forever") as response:
                 next(response.iter_bytes())
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert (200, "cancelled", "/forever") == (line["status"], line["outcome"], line["route"])
         assert events.get("forever_closed") is True
 
@@ -148,13 +147,13 @@ class TestFlask:
         """Control, then silence_access_logs(): werkzeug's access line disappears."""
         with WerkzeugThread(make_flask({})) as base:
             httpx.get(f"{base}/orders/1")
-            before = wait_for(lines, lambda ls: any(r["logger"] == "werkzeug" for r in ls))
+            before = lines.wait_for(lambda ls: any(r["logger"] == "werkzeug" for r in ls))
             obslog.flask.silence_access_logs()
             httpx.get(f"{base}/orders/2")
-            after = wait_for(lines, lambda ls: len(canonical(ls)) == 2)
+            after = lines.wait_for(lambda ls: len(ls.canonical()) == 2)
         assert 1 == len([r for r in before if r["logger"] == "werkzeug"])
         assert 1 == len([r for r in after if r["logger"] == "werkzeug"])
-        assert 2 == len(canonical(after))
+        assert 2 == len(after.canonical())
 
 
 WERKZEUG_APP = textwrap.dedent(
@@ -213,7 +212,8 @@ class TestSilenceKeepsStartup:
         assert [] == [e for e in werkzeug if "GET /" in e]
         # run_simple serves one request at a time: the first line is written before the second
         # request is read (the last one may be cut short by the SIGTERM).
-        assert "/items/<int:item_id>" == canonical(records)[0]["route"]
+        requests = [r for r in records if r["event"] == "request" and r["logger"] == "obslog"]
+        assert "/items/<int:item_id>" == requests[0]["route"]
         assert "" == err
 
     def test_filter_drops_only_access_records(self, lines):
@@ -256,7 +256,7 @@ class TestPlainWSGI:
         wrapped = ObslogMiddleware(app, route=lambda environ: "/things")
         with WerkzeugThread(wrapped) as base:
             response = httpx.get(f"{base}/things")
-        (line,) = canonical(wait_for(lines, lambda ls: canonical(ls)))
+        (line,) = lines.wait_for(lambda ls: ls.canonical()).canonical()
         assert (201, "/things") == (line["status"], line["route"])
         assert [line["request_id"]] == response.headers.get_list("x-request-id")
 
@@ -274,13 +274,13 @@ class TestPlainWSGI:
         late = ObslogMiddleware(app, route=lambda environ: environ.get("app.route"))
         with WerkzeugThread(early) as base:
             httpx.get(f"{base}/things/3")
-            records = wait_for(lines, lambda ls: canonical(ls))
+            records = lines.wait_for(lambda ls: ls.canonical())
         with WerkzeugThread(late) as base:
             httpx.get(f"{base}/x")
-            records = wait_for(lines, lambda ls: len(canonical(ls)) == 2)
+            records = lines.wait_for(lambda ls: len(ls.canonical()) == 2)
         inside = [r.get("route") for r in records if r["event"] == "in plain app"]
         assert ["/things/{id}", None] == inside
-        assert ["/things/{id}", "/late"] == [line["route"] for line in canonical(records)]
+        assert ["/things/{id}", "/late"] == [line["route"] for line in records.canonical()]
 
     def test_exception_before_start_response(self, lines):
         """An app that raises: status 500 and exc fields on the line; the server answers 500."""
@@ -290,8 +290,8 @@ class TestPlainWSGI:
 
         with WerkzeugThread(ObslogMiddleware(app)) as base:
             response = httpx.get(f"{base}/x")
-        records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+        records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert 500 == response.status_code
         assert (500, "error", "ValueError", UNMATCHED_ROUTE) == (
             line["status"],
@@ -315,8 +315,8 @@ class TestPlainWSGI:
         with WerkzeugThread(ObslogMiddleware(app)) as base:
             with pytest.raises(httpx.HTTPError):
                 httpx.get(f"{base}/x")
-            records = wait_for(lines, lambda ls: canonical(ls))
-        (line,) = canonical(records)
+            records = lines.wait_for(lambda ls: ls.canonical())
+        (line,) = records.canonical()
         assert ("error", "OSError", 200) == (line["outcome"], line["exc_type"], line["status"])
 
 
