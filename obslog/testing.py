@@ -64,6 +64,15 @@ class CapturedLines(Sequence[dict[str, Any]]):
         self._parsed.append(json.loads(text))
         self.raw.append(text)
 
+    @property
+    def text(self) -> str:
+        """
+        Every line as obslog rendered it, one per line (to assert a value appears nowhere).
+
+        .. versionadded:: 0.2.0
+        """
+        return "".join(raw + "\n" for raw in self.raw)
+
     @overload
     def __getitem__(self, index: int) -> dict[str, Any]: ...
 

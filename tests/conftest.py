@@ -60,10 +60,11 @@ def _captured() -> Iterator[CapturedLines]:
     """obslog configured for service "shop"; lines captured by :func:`obslog.testing.capture_lines`.
 
     :func:`obslog.configure` runs for its settings, logger class and structlog routing; the stdout
-    handler it installs is taken off again, so the captured lines are the only output.
+    handler it installs is taken off again, so the captured lines are the only output.  The level
+    is configure's default, INFO.
     """
     logging.getLogger().removeHandler(obslog.configure(service="shop"))
-    with capture_lines() as captured:
+    with capture_lines(level="INFO") as captured:
         yield captured
 
 

@@ -16,8 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from _lines import parse
-
 import obslog
 
 
@@ -30,7 +28,7 @@ def own_timers(i: int) -> dict[str, int]:
 
 
 class TestAsyncioTasks:
-    async def test_200_tasks_see_only_their_own_values(self, sio):
+    async def test_200_tasks_see_only_their_own_values(self, captured):
         """200 concurrent tasks with interleaved timers and awaits each see only their own scope."""
         log = logging.getLogger("t.async200")
         rng = random.Random(7)
@@ -53,7 +51,7 @@ class TestAsyncioTasks:
 
         await asyncio.gather(*(worker(i) for i in range(200)))
         assert [] == errors
-        lines = parse(sio)
+        lines = captured
         assert 400 == len(lines)
         for line in lines:
             i = int(line["request_id"].removeprefix("req-"))
@@ -64,7 +62,7 @@ class TestAsyncioTasks:
                 assert i == line["i"]
         assert Counter({"request": 200, "working": 200}) == Counter(line["event"] for line in lines)
 
-    async def test_scope_never_leaks_into_next_task(self, sio):
+    async def test_scope_never_leaks_into_next_task(self, captured):
         """A scope entered inside a task is invisible to the parent and to tasks created afterwards."""
 
         async def enter_and_leave() -> str:
@@ -80,7 +78,7 @@ class TestAsyncioTasks:
 
         assert None is await asyncio.create_task(look())
 
-    async def test_child_task_inherits_but_does_not_leak_back(self, sio):
+    async def test_child_task_inherits_but_does_not_leak_back(self, captured):
         """A task created inside a scope sees it; the child's own nested scope stays in the child."""
         async with obslog.request_scope() as req:
 
@@ -97,7 +95,7 @@ class TestAsyncioTasks:
 
 
 class TestThreads:
-    def test_16_threads_see_only_their_own_values(self, sio):
+    def test_16_threads_see_only_their_own_values(self, captured):
         """16 threads, stepping in lock-step through their timers, each see only their own scope."""
         log = logging.getLogger("t.threads16")
         barrier = threading.Barrier(16)
@@ -136,7 +134,7 @@ class TestThreads:
         for t in threads:
             t.join(timeout=30)
         assert [] == errors
-        lines = parse(sio)
+        lines = captured
         assert 32 == len(lines)
         for line in lines:
             i = int(line["request_id"].removeprefix("thr-"))
@@ -144,7 +142,7 @@ class TestThreads:
             if line["logger"] == "obslog":
                 assert own_timers(i) == {n: t["count"] for n, t in line["timings"].items()}
 
-    def test_new_thread_does_not_see_caller_scope(self, sio):
+    def test_new_thread_does_not_see_caller_scope(self, captured):
         """A plain thread starts with an empty context: the caller's scope does not leak into it."""
         seen = []
         with obslog.request_scope():
@@ -155,12 +153,12 @@ class TestThreads:
 
 
 class TestInContext:
-    def test_thread_pool_without_wrapper_loses_scope(self, sio):
+    def test_thread_pool_without_wrapper_loses_scope(self, captured):
         """Without in_context a ThreadPoolExecutor worker sees no scope (what in_context is for)."""
         with ThreadPoolExecutor(max_workers=1) as pool, obslog.request_scope():
             assert None is pool.submit(obslog.current_scope).result()
 
-    def test_thread_pool_submit(self, sio):
+    def test_thread_pool_submit(self, captured):
         """pool.submit(in_context(fn, ...)) runs fn with the caller's scope: ids, fields and timers."""
         log = logging.getLogger("t.pool")
 
@@ -173,12 +171,12 @@ class TestInContext:
             futures = [pool.submit(obslog.in_context(fetch, n, shard="a")) for n in range(8)]
             assert [req] * 8 == [f.result() for f in futures]
         assert 8 == req.timers["db_query"][0]
-        lines = parse(sio)
+        lines = captured
         assert {req.request_id} == {line["request_id"] for line in lines}
         assert {"/p"} == {line["route"] for line in lines}
         assert 8 == lines[-1]["timings"]["db_query"]["count"]
 
-    def test_exception_and_return_value_pass_through(self, sio):
+    def test_exception_and_return_value_pass_through(self, captured):
         """in_context returns fn's value and lets its exception reach the future."""
 
         def fail():
@@ -189,7 +187,7 @@ class TestInContext:
             with pytest.raises(KeyError):
                 pool.submit(obslog.in_context(fail)).result()
 
-    def test_scope_opened_in_worker_does_not_leak_into_next_job(self, sio):
+    def test_scope_opened_in_worker_does_not_leak_into_next_job(self, captured):
         """A scope entered by wrapped work stays out of the next job on the same worker thread."""
 
         def enter_and_leave():
@@ -201,7 +199,7 @@ class TestInContext:
             assert None is pool.submit(obslog.current_scope).result()
             assert None is pool.submit(obslog.in_context(obslog.current_scope)).result()
 
-    def test_same_wrapper_callable_twice(self, sio):
+    def test_same_wrapper_callable_twice(self, captured):
         """One wrapped callable can run in two threads at once (each run gets its own context copy)."""
         barrier = threading.Barrier(2)
 
@@ -214,7 +212,7 @@ class TestInContext:
             futures = [pool.submit(wrapped), pool.submit(wrapped)]
             assert [req, req] == [f.result() for f in futures]
 
-    async def test_run_in_executor(self, sio):
+    async def test_run_in_executor(self, captured):
         """loop.run_in_executor(None, in_context(fn, x)) carries the scope and timers."""
 
         def blocking(x):
@@ -230,7 +228,7 @@ class TestInContext:
         # The default executor does not copy the context by itself:
         assert None is plain
 
-    async def test_asyncio_to_thread_works_as_is(self, sio):
+    async def test_asyncio_to_thread_works_as_is(self, captured):
         """asyncio.to_thread copies the context by itself: no wrapper needed."""
         log = logging.getLogger("t.to_thread")
 
@@ -242,13 +240,13 @@ class TestInContext:
         async with obslog.request_scope() as req:
             assert req is await asyncio.to_thread(blocking)
         assert 1 == req.timers["db_query"][0]
-        assert [req.request_id] * 2 == [line["request_id"] for line in parse(sio)]
+        assert [req.request_id] * 2 == [line["request_id"] for line in captured]
 
 
 class TestGeneratorsHoldingScopes:
     """Issue 8, finding 8: a scope held by a suspended generator never leaks into a request."""
 
-    def test_sync_generator_closed_in_next_request(self, sio):
+    def test_sync_generator_closed_in_next_request(self, captured):
         """Closed during request B, a generator's scope from request A leaves B current in B."""
         log = logging.getLogger("t.gen")
 
@@ -268,7 +266,7 @@ class TestGeneratorsHoldingScopes:
             log.info("in b")
         assert None is obslog.current_scope()
         log.info("outside")
-        lines = parse(sio)
+        lines = captured
         by_event = {line["event"]: line for line in lines}
         assert "req-b" == by_event["in b"]["request_id"]
         assert "request_id" not in by_event["outside"]
@@ -276,7 +274,7 @@ class TestGeneratorsHoldingScopes:
         assert ("req-a", "export") == (by_event["job"]["request_id"], by_event["job"]["job"])
         assert before + 1 == obslog.stats()["scope_foreign_exits"]
 
-    def test_request_exit_ends_scope_left_open_by_generator(self, sio):
+    def test_request_exit_ends_scope_left_open_by_generator(self, captured):
         """A request that ends while its generator still holds a scope is not current after it."""
 
         def rows():
@@ -291,10 +289,10 @@ class TestGeneratorsHoldingScopes:
         with obslog.request_scope(request_id="req-b") as b:
             gen.close()
             assert b is obslog.current_scope()
-        requests = [line for line in parse(sio) if line["event"] == "request"]
+        requests = [line for line in captured if line["event"] == "request"]
         assert ["req-a", "req-b"] == [line["request_id"] for line in requests]
 
-    async def test_async_generator_closed_by_another_task(self, sio):
+    async def test_async_generator_closed_by_another_task(self, captured):
         """aclose() from task B does not make the ended request A current in task B."""
         log = logging.getLogger("t.agen")
 
@@ -320,7 +318,7 @@ class TestGeneratorsHoldingScopes:
 
         assert await asyncio.create_task(request_b())
         assert None is obslog.current_scope()
-        (in_b,) = [line for line in parse(sio) if line["event"] == "in b"]
+        (in_b,) = [line for line in captured if line["event"] == "in b"]
         assert "req-b" == in_b["request_id"]
         assert before + 1 == obslog.stats()["scope_foreign_exits"]
 
@@ -372,7 +370,7 @@ class TestSharedTimer:
         assert {i: 3000 for i in range(32)} == totals
         assert [None] == shared._free  # the instance is free again
 
-    async def test_shared_instance_across_tasks_keeps_each_max(self, sio):
+    async def test_shared_instance_across_tasks_keeps_each_max(self, captured):
         """Overlapping uses in two tasks each get their own start: each scope's max is its own."""
         shared = obslog.timed("db_query")
         long_inside = asyncio.Event()
@@ -395,7 +393,7 @@ class TestSharedTimer:
         assert slow.timers["db_query"][2] >= 200.0
         assert fast.timers["db_query"][2] < 200.0
 
-    def test_child_context_uses_instance_its_parent_holds(self, sio):
+    def test_child_context_uses_instance_its_parent_holds(self, captured):
         """Work given to a thread with in_context may use the instance its caller is inside."""
         shared = obslog.timed("db_query")
 

@@ -10,8 +10,6 @@ import re
 import pytest
 import structlog
 
-from _lines import parse
-
 import obslog
 
 from obslog import _ids
@@ -111,48 +109,48 @@ def hex_ids(span) -> tuple[str, str]:
 
 
 class TestOpenTelemetry:
-    def test_active_span_ids_on_lines(self, sio, tracer):
+    def test_active_span_ids_on_lines(self, captured, tracer):
         """Inside an active span, stdlib and structlog lines carry its trace_id and span_id."""
         with tracer.start_as_current_span("work") as span:
             logging.getLogger("t.otel").info("in span")
             structlog.get_logger("t.otel").info("in span")
-        for line in parse(sio):
+        for line in captured:
             assert hex_ids(span) == (line["trace_id"], line["span_id"])
 
-    def test_scope_takes_span_ids(self, sio, tracer):
+    def test_scope_takes_span_ids(self, captured, tracer):
         """A scope entered inside a span takes its ids, and its canonical line carries them."""
         with tracer.start_as_current_span("request") as span, obslog.request_scope("GET", "/o") as req:
             pass
         assert hex_ids(span) == (req.trace_id, req.span_id)
-        (line,) = parse(sio)
+        (line,) = captured
         assert hex_ids(span) == (line["trace_id"], line["span_id"])
 
-    def test_child_span_inside_scope(self, sio, tracer):
+    def test_child_span_inside_scope(self, captured, tracer):
         """A line logged in a child span inside a scope carries the child's span_id, same trace."""
         with tracer.start_as_current_span("request") as parent, obslog.request_scope():
             with tracer.start_as_current_span("db") as child:
                 logging.getLogger("t.otel.child").info("in child")
             logging.getLogger("t.otel.child").info("back in parent")
-        in_child, in_parent, _canonical = parse(sio)
+        in_child, in_parent, _canonical = captured
         assert hex_ids(child) == (in_child["trace_id"], in_child["span_id"])
         assert hex_ids(parent) == (in_parent["trace_id"], in_parent["span_id"])
         assert in_child["trace_id"] == in_parent["trace_id"]
 
-    def test_no_active_span_no_ids(self, sio, tracer):
+    def test_no_active_span_no_ids(self, captured, tracer):
         """Without an active span (SDK installed), lines have no trace_id or span_id."""
         logging.getLogger("t.otel.none").info("no span")
         with obslog.request_scope():
             pass
-        for line in parse(sio):
+        for line in captured:
             assert "trace_id" not in line
             assert "span_id" not in line
 
-    def test_explicit_ids_without_span(self, sio, tracer):
+    def test_explicit_ids_without_span(self, captured, tracer):
         """Ids from an incoming traceparent are used when no span is active."""
         trace_id, span_id = parse_traceparent(f"00-{TRACE}-{SPAN}-01")
         with obslog.request_scope(trace_id=trace_id, span_id=span_id):
             logging.getLogger("t.otel.tp").info("x")
-        for line in parse(sio):
+        for line in captured:
             assert (TRACE, SPAN) == (line["trace_id"], line["span_id"])
 
     def test_current_otel_ids(self, tracer):

@@ -46,21 +46,21 @@ def log_both(**fields) -> None:
 
 class TestRedaction:
     @pytest.mark.parametrize("key", SECRET_KEYS)
-    def test_default_keys_top_level(self, sio, key):
+    def test_default_keys_top_level(self, captured, key):
         """Well-known secret keys are redacted by default on both paths."""
         log_both(**{key: "s3cr3t"})
-        for line in parse(sio):
+        for line in captured:
             assert R == line[key]
-        assert "s3cr3t" not in sio.getvalue()
+        assert "s3cr3t" not in captured.text
 
     @pytest.mark.parametrize("key", PLAIN_KEYS)
-    def test_similar_keys_kept(self, sio, key):
+    def test_similar_keys_kept(self, captured, key):
         """Keys that merely contain a secret word are not redacted."""
         log_both(**{key: "visible"})
-        for line in parse(sio):
+        for line in captured:
             assert "visible" == line[key]
 
-    def test_any_depth(self, sio):
+    def test_any_depth(self, captured):
         """Secret keys are redacted at any depth, inside dicts, lists and tuples, on both paths."""
         value = {
             "headers": {"Authorization": "Bearer abc", "Accept": "json"},
@@ -73,40 +73,40 @@ class TestRedaction:
             "items": [{"token": R, "id": 1}, [{"secret": R}]],
             "deep": {"a": {"b": {"c": {"password": R}}}},
         }
-        std, sl = parse(sio)
+        std, sl = captured
         assert expected == std["request"] == sl["request"]
-        assert "Bearer abc" not in sio.getvalue()
+        assert "Bearer abc" not in captured.text
 
-    def test_callers_value_not_mutated(self, sio):
+    def test_callers_value_not_mutated(self, captured):
         """Redaction copies: the application's own dict keeps its secret."""
         value = {"password": "p", "nested": {"token": "t"}}
         log_both(creds=value)
         assert {"password": "p", "nested": {"token": "t"}} == value
 
-    def test_bound_scope_fields(self, sio):
+    def test_bound_scope_fields(self, captured):
         """Fields bound on a scope are redacted on every line of it, the canonical line included."""
         with obslog.request_scope("GET", "/r", password="p") as req:
             req.bind(session_cookie="c")
             logging.getLogger("t.redact.scope").info("inside")
-        for line in parse(sio):
+        for line in captured:
             assert (R, R) == (line["password"], line["session_cookie"])
 
-    def test_bound_scope_fields_nested(self, sio):
+    def test_bound_scope_fields_nested(self, captured):
         """A secret nested inside a bound field is redacted too."""
         with obslog.request_scope("GET", "/r", headers={"Authorization": "Bearer abc", "Accept": "*/*"}):
             logging.getLogger("t.redact.scope2").info("inside")
-        for line in parse(sio):
+        for line in captured:
             assert {"Authorization": R, "Accept": "*/*"} == line["headers"]
-        assert "Bearer abc" not in sio.getvalue()
+        assert "Bearer abc" not in captured.text
 
-    def test_structlog_bound_and_contextvars(self, sio):
+    def test_structlog_bound_and_contextvars(self, captured):
         """Values bound on a structlog logger or in structlog.contextvars are redacted."""
         structlog.contextvars.bind_contextvars(api_key="k")
         try:
             structlog.get_logger("t.redact.sl").bind(auth={"token": "t"}).info("x")
         finally:
             structlog.contextvars.clear_contextvars()
-        (line,) = parse(sio)
+        (line,) = captured
         assert (R, {"token": R}) == (line["api_key"], line["auth"])
 
     def test_configurable_keys(self):
@@ -176,33 +176,33 @@ class TestRedactionAnyContainer:
     }
 
     @pytest.mark.parametrize("kind", list(CONTAINERS))
-    def test_top_level_and_nested(self, sio, kind):
+    def test_top_level_and_nested(self, captured, kind):
         """Each kind of container, as a field and nested in a list, never shows the secret."""
         make = self.CONTAINERS[kind]
         log_both(creds=make(), listed=[make()])
-        assert "s3cr3t" not in sio.getvalue()
-        for line in parse(sio):
+        assert "s3cr3t" not in captured.text
+        for line in captured:
             secret_key = "token" if kind == "namedtuple" else "password"
             assert {"user": "u", secret_key: R} == line["creds"] == line["listed"][0]
 
-    def test_top_level_dict_subclass_as_extras(self, sio):
+    def test_top_level_dict_subclass_as_extras(self, captured):
         """A dict subclass passed as the whole extra mapping is redacted too."""
         logging.getLogger("t.redact").info("x", extra=collections.OrderedDict(password="s3cr3t"))
-        (line,) = parse(sio)
+        (line,) = captured
         assert R == line["password"]
 
-    def test_multi_value_headers_keep_every_value(self, sio):
+    def test_multi_value_headers_keep_every_value(self, captured):
         """A mapping-like multi-dict keeps repeated keys as a list; secret ones redacted."""
         headers = HeaderLike([("Accept", "a"), ("Accept", "b"), ("Cookie", "c1"), ("Cookie", "c2")])
         log_both(headers=headers)
-        for line in parse(sio):
+        for line in captured:
             assert {"Accept": ["a", "b"], "Cookie": [R, R]} == line["headers"]
 
     @pytest.mark.parametrize("depth", [31, 32, 40, 3000])
-    def test_beyond_the_depth_limit_never_raw(self, sio, depth):
+    def test_beyond_the_depth_limit_never_raw(self, captured, depth):
         """A secret nested past the depth limit is replaced by a marker, never written raw."""
         log_both(deep=nested(depth, {"password": "s3cr3t", "x": ["list-s3cr3t"]}))
-        raw = sio.getvalue()
+        raw = captured.text
         assert "s3cr3t" not in raw
         assert (depth >= 31) == ("<too deep>" in raw)
 
@@ -214,23 +214,23 @@ class TestRedactionAnyContainer:
             "proxy-authorization", "Proxy-Authorization", "db.password", "private_key",
         ],
     )
-    def test_key_spellings(self, sio, key):
+    def test_key_spellings(self, captured, key):
         """Case, "-"/"_"/"." and camelCase spellings of secret keys match, at any depth."""
         log_both(**{key: "s3cr3t"}, nested={"inner": {key: "s3cr3t"}})
-        assert "s3cr3t" not in sio.getvalue()
+        assert "s3cr3t" not in captured.text
 
-    def test_bytes_header_names(self, sio):
+    def test_bytes_header_names(self, captured):
         """Raw ASGI-style bytes keys are matched like text keys."""
         log_both(raw={b"authorization": b"Bearer zz", b"accept": b"*/*"})
-        for line in parse(sio):
+        for line in captured:
             assert {"authorization": R, "accept": "*/*"} == line["raw"]
 
-    def test_cycle_in_container(self, sio):
+    def test_cycle_in_container(self, captured):
         """A cycle through a mapping-like container gives "<cycle>", not an endless walk."""
         d: dict = {"password": "s3cr3t"}
         d["me"] = types.MappingProxyType(d)
         log_both(c=d)
-        for line in parse(sio):
+        for line in captured:
             assert {"password": R, "me": {"password": R, "me": "<cycle>"}} == line["c"]
 
 
@@ -260,29 +260,29 @@ class TestTextScrubber:
     ]
 
     @pytest.mark.parametrize(("text", "expected"), CASES)
-    def test_in_message_and_values(self, sio, text, expected):
+    def test_in_message_and_values(self, captured, text, expected):
         """The shape is scrubbed in the message, a field value and a nested value, both paths."""
         logging.getLogger("t.text").info(text, extra={"v": text, "n": {"l": [text]}})
         structlog.get_logger("t.text").info(text, v=text, n={"l": [text]})
-        for line in parse(sio):
+        for line in captured:
             assert (expected, expected, expected) == (line["event"], line["v"], line["n"]["l"][0])
 
     @pytest.mark.parametrize("text", KEPT)
-    def test_ordinary_text_kept(self, sio, text):
+    def test_ordinary_text_kept(self, captured, text):
         """Text without a credential shape is written unchanged."""
         log_both(v=text)
-        for line in parse(sio):
+        for line in captured:
             assert text == line["v"]
 
-    def test_exception_message_and_stack(self, sio):
+    def test_exception_message_and_stack(self, captured):
         """exc_message and stack are scrubbed too."""
         try:
             raise ConnectionError("cannot reach postgresql://app:pw-9@db/x")
         except ConnectionError:
             logging.getLogger("t.text").exception("failed")
             structlog.get_logger("t.text").exception("failed")
-        assert "pw-9" not in sio.getvalue()
-        for line in parse(sio):
+        assert "pw-9" not in captured.text
+        for line in captured:
             assert f"cannot reach postgresql://app:{R}@db/x" == line["exc_message"]
 
     def test_turned_off(self):
@@ -339,10 +339,10 @@ def run_scopes(n: int, *, status: int = 200, fail: bool = False) -> None:
 
 
 class TestSampling:
-    def test_off_by_default_with_sample_rate_1(self, sio):
+    def test_off_by_default_with_sample_rate_1(self, captured):
         """Without sampling every canonical line is kept and carries sample_rate 1."""
         run_scopes(50)
-        lines = parse(sio)
+        lines = captured
         assert 50 == len(lines)
         assert {1} == {line["sample_rate"] for line in lines}
 
@@ -410,14 +410,14 @@ class TestSampling:
             remove()
         assert 25 == len(seen)
 
-    def test_only_canonical_lines_are_sampled(self, sio):
+    def test_only_canonical_lines_are_sampled(self, captured):
         """Ordinary log lines inside a sampled scope are always written."""
-        obslog.configure(stream=sio, sample_rate=1_000_000)
+        obslog.configure(stream=io.StringIO(), sample_rate=1_000_000)
         random.seed(4)
         for _ in range(10):
             with obslog.request_scope():
                 logging.getLogger("t.sampled").info("kept")
-        assert ["kept"] * 10 == [line["event"] for line in parse(sio) if line["logger"] == "t.sampled"]
+        assert ["kept"] * 10 == [line["event"] for line in captured if line["logger"] == "t.sampled"]
 
     @pytest.mark.parametrize("rate", [0, -1, 1.5, True, "10"])
     def test_invalid_rate(self, rate):

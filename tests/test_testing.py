@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import re
 import subprocess
@@ -67,6 +68,14 @@ class TestCaptureLines:
         assert 1 == request["timings"]["db_query"]["count"]
         events = [line["event"] for line in lines.of_request(request["request_id"])]
         assert ["inside", "request"] == events
+
+    def test_text_is_every_raw_line(self):
+        """text holds each rendered line followed by a newline, as a stream would."""
+        with capture_lines() as lines:
+            logging.getLogger("shop").info("a")
+            logging.getLogger("shop").info("b")
+        assert lines.raw[0] + "\n" + lines.raw[1] + "\n" == lines.text
+        assert ["a", "b"] == [json.loads(raw)["event"] for raw in lines.text.splitlines()]
 
     def test_redaction_applies(self):
         """Captured lines are redacted as the real output is."""
