@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import socket
 import threading
@@ -11,7 +10,6 @@ import time
 
 import pytest
 
-from _lines import parse_nonblank
 from _servers import UvicornThread, WerkzeugThread
 from aiohttp import web
 from opentelemetry import trace as otel_trace
@@ -33,6 +31,7 @@ from obslog._http import (
 )
 from obslog._ids import current_otel_ids
 from obslog.asgi import ObslogMiddleware as ASGIMiddleware
+from obslog.testing import CapturedLines
 from obslog.wsgi import ObslogMiddleware as WSGIMiddleware
 
 
@@ -59,14 +58,6 @@ MALFORMED_TRACEPARENTS = [
     f"00-{TRACE}-{SPAN}-01-extra",  # version 00 with extra fields
     "x" * 600,
 ]
-
-
-@pytest.fixture(name="sio")
-def _sio() -> io.StringIO:
-    """Configure obslog into a buffer; return it."""
-    sio = io.StringIO()
-    obslog.configure(stream=sio, level="INFO")
-    return sio
 
 
 class TestResolveIds:
@@ -247,32 +238,26 @@ class _Aiohttp:
 SERVERS = {"uvicorn": _Uvicorn, "werkzeug": _Werkzeug, "aiohttp": _Aiohttp}
 
 
-def wait_lines(sio: io.StringIO, count: int) -> list[dict]:
+def wait_lines(lines: CapturedLines, count: int) -> CapturedLines:
     """Wait until *count* canonical lines are written."""
-    deadline = time.monotonic() + 5
-    while True:
-        records = parse_nonblank(sio)
-        canon = [r for r in records if r["event"] == "request"]
-        if len(canon) >= count or time.monotonic() > deadline:
-            return records
-        time.sleep(0.02)
+    return lines.wait_for(lambda ls: len(ls.find(event="request")) >= count)
 
 
 @pytest.mark.parametrize("server", sorted(SERVERS))
 class TestOverTheWire:
     """Bad headers sent as raw bytes to real servers."""
 
-    def test_bad_request_ids_are_replaced_and_never_logged(self, sio, server):
+    def test_bad_request_ids_are_replaced_and_never_logged(self, lines, server):
         """Each bad X-Request-ID gives a fresh 32-hex id, echoed and logged, flagged rejected;
         the bad value appears nowhere in the output."""
         results = {}
         with SERVERS[server]() as port:
             for name, value in BAD_REQUEST_IDS.items():
                 results[name] = raw_get(port, [(b"X-Request-ID", value)])
-        records = wait_lines(sio, len(BAD_REQUEST_IDS))
+        records = wait_lines(lines, len(BAD_REQUEST_IDS))
         canon = [r for r in records if r["event"] == "request"]
         answered = {name: r for name, r in results.items() if r[0] == 200}
-        assert MARK not in sio.getvalue()
+        assert MARK not in lines.text
         assert len(answered) == len(canon)
         for (_status, headers), line in zip(answered.values(), canon, strict=True):
             assert headers["x-request-id"] == line["request_id"]
@@ -281,36 +266,36 @@ class TestOverTheWire:
         # Servers may refuse some of these themselves (431/400); every server takes these:
         assert {"inner_space", "tab", "empty", "non_ascii"} <= set(answered)
 
-    def test_bare_cr_cannot_smuggle_into_the_id(self, sio, server):
+    def test_bare_cr_cannot_smuggle_into_the_id(self, lines, server):
         """A bare CR in the value is refused by the server, or the server ends the header
         there: the id never holds a CR or what follows it, and no header is injected."""
         with SERVERS[server]() as port:
             status, headers = raw_get(port, [(b"X-Request-ID", b"abc\rX-Evil: 1")])
-        records = wait_lines(sio, 1) if status == 200 else parse_nonblank(sio)
+        records = wait_lines(lines, 1) if status == 200 else lines.snapshot()
         canon = [r for r in records if r["event"] == "request"]
         assert "x-evil" not in headers
         assert [] == [r for r in canon if "\r" in r["request_id"] or "Evil" in r["request_id"]]
         if status == 200:
             assert headers["x-request-id"] == canon[0]["request_id"]
 
-    def test_malformed_traceparent_ignored(self, sio, server):
+    def test_malformed_traceparent_ignored(self, lines, server):
         """Malformed traceparent headers leave no trace ids; a valid one is used."""
         with SERVERS[server]() as port:
             for value in MALFORMED_TRACEPARENTS:
                 raw_get(port, [(b"traceparent", value.encode())])
             raw_get(port, [(b"traceparent", f"00-{TRACE}-{SPAN}-01".encode())])
-        records = wait_lines(sio, len(MALFORMED_TRACEPARENTS) + 1)
+        records = wait_lines(lines, len(MALFORMED_TRACEPARENTS) + 1)
         canon = [r for r in records if r["event"] == "request"]
         assert [False] * len(MALFORMED_TRACEPARENTS) == ["trace_id" in r for r in canon[:-1]]
         assert (TRACE, SPAN) == (canon[-1]["trace_id"], canon[-1]["span_id"])
 
-    def test_valid_ids_pass(self, sio, server):
+    def test_valid_ids_pass(self, lines, server):
         """nginx-style hex and UUID ids are kept and echoed."""
         ids = ["0123456789abcdef0123456789abcdef", "0b5e7c1e-8f5d-4f4e-9a31-7d9c2f0a1b2c"]
         with SERVERS[server]() as port:
             echoed = [
                 raw_get(port, [(b"X-Request-ID", i.encode())])[1]["x-request-id"] for i in ids
             ]
-        canon = [r for r in wait_lines(sio, 2) if r["event"] == "request"]
+        canon = [r for r in wait_lines(lines, 2) if r["event"] == "request"]
         assert ids == echoed == [r["request_id"] for r in canon]
         assert [False, False] == ["request_id_rejected" in r for r in canon]
