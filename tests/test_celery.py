@@ -8,7 +8,6 @@ scopes.  Every run uses its own queue, worker name and Redis database 5, and rem
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ import obslog  # noqa: E402
 import obslog.celery  # noqa: E402
 
 from obslog._celery_events import EventLogger, main  # noqa: E402
+from obslog.testing import CapturedLines, capture_lines  # noqa: E402
 
 
 APP_DIR = Path(__file__).parent / "celery_app"
@@ -353,12 +353,12 @@ def _amqp_publisher(amqp_worker: Worker) -> Iterator[Any]:
 
 
 @pytest.fixture(name="captured")
-def _captured() -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """obslog configured in this process, writing to memory; returns a reader of the lines."""
-    stream = io.StringIO()
-    obslog.configure(service="celery-unit", stream=stream)
+def _captured() -> Iterator[CapturedLines]:
+    """obslog configured in this process (service celery-unit); its lines captured in memory."""
+    logging.getLogger().removeHandler(obslog.configure(service="celery-unit"))
     try:
-        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+        with capture_lines(level="INFO") as lines:
+            yield lines
     finally:
         obslog.reset_defaults()
 
@@ -822,13 +822,13 @@ class TestInstall:
         )
 
     def test_eager_runs_end_with_one_line_each(
-        self, eager_app: Any, captured: Callable[[], list[dict[str, Any]]]
+        self, eager_app: Any, captured: CapturedLines
     ) -> None:
         """Tasks run in-process get a task scope inside the request; no state remains after."""
         with obslog.request_scope("GET", "/x") as request:
             eager_app.tasks["unit.ok"].apply()
             eager_app.tasks["unit.fail"].apply()
-        tasks = [line for line in captured() if line["event"] == "task"]
+        tasks = [line for line in captured if line["event"] == "task"]
 
         assert [
             ("unit.ok", "SUCCESS", "ok", None, request.request_id),
