@@ -15,8 +15,6 @@ import types
 import pytest
 import structlog
 
-from _lines import parse
-
 import obslog
 
 from obslog._context import on_scope_end
@@ -109,23 +107,21 @@ class TestRedaction:
         (line,) = captured
         assert (R, {"token": R}) == (line["api_key"], line["auth"])
 
-    def test_configurable_keys(self):
+    def test_configurable_keys(self, captured):
         """configure(redact_keys=...) replaces the set of secret key names."""
-        stream = io.StringIO()
-        obslog.configure(stream=stream, redact_keys=["ssn", "Card-Number"])
+        obslog.configure(stream=io.StringIO(), redact_keys=["ssn", "Card-Number"])
         log_both(ssn="123", card_number="4111", nested={"ssn": "1"}, password="visible now")
-        for line in parse(stream):
+        for line in captured:
             assert (R, R, {"ssn": R}) == (line["ssn"], line["card_number"], line["nested"])
             assert "visible now" == line["password"]
 
-    def test_reset_restores_default_keys(self):
+    def test_reset_restores_default_keys(self, captured):
         """reset_defaults() brings back the default secret keys."""
         obslog.configure(stream=io.StringIO(), redact_keys=["ssn"])
         obslog.reset_defaults()
-        stream = io.StringIO()
-        obslog.configure(stream=stream)
+        obslog.configure(stream=io.StringIO())
         logging.getLogger("t.redact.reset").info("x", extra={"password": "p", "ssn": "1"})
-        (line,) = parse(stream)
+        (line,) = captured
         assert (R, "1") == (line["password"], line["ssn"])
 
 
@@ -285,22 +281,20 @@ class TestTextScrubber:
         for line in captured:
             assert f"cannot reach postgresql://app:{R}@db/x" == line["exc_message"]
 
-    def test_turned_off(self):
+    def test_turned_off(self, captured):
         """configure(redact_text=False) writes text as it is; key redaction stays on."""
-        stream = io.StringIO()
-        obslog.configure(stream=stream, redact_text=False)
+        obslog.configure(stream=io.StringIO(), redact_text=False)
         log_both(v="postgresql://app:pw@db/x", password="p")
-        for line in parse(stream):
+        for line in captured:
             assert ("postgresql://app:pw@db/x", R) == (line["v"], line["password"])
 
-    def test_added_patterns(self):
+    def test_added_patterns(self, captured):
         """redact_patterns adds patterns: the "secret" group, or the whole match, is scrubbed."""
-        stream = io.StringIO()
         obslog.configure(
-            stream=stream, redact_patterns=[r"ssn (?P<secret>\d{3}-\d{2}-\d{4})", r"sk_live_\w+"]
+            stream=io.StringIO(), redact_patterns=[r"ssn (?P<secret>\d{3}-\d{2}-\d{4})", r"sk_live_\w+"]
         )
         log_both(v="ssn 123-45-6789 key sk_live_abc")
-        for line in parse(stream):
+        for line in captured:
             assert f"ssn {R} key {R}" == line["v"]
 
     def test_invalid_pattern_is_a_clear_error(self):
@@ -308,14 +302,13 @@ class TestTextScrubber:
         with pytest.raises(ValueError, match="redact_patterns"):
             obslog.configure(stream=io.StringIO(), redact_patterns=["("])
 
-    def test_reset_turns_it_back_on(self):
+    def test_reset_turns_it_back_on(self, captured):
         """reset_defaults() turns the scrubber back on, without added patterns."""
         obslog.configure(stream=io.StringIO(), redact_text=False, redact_patterns=["zz"])
         obslog.reset_defaults()
-        stream = io.StringIO()
-        obslog.configure(stream=stream)
+        obslog.configure(stream=io.StringIO())
         log_both(v="zz postgresql://a:b@h/x")
-        for line in parse(stream):
+        for line in captured:
             assert f"zz postgresql://a:{R}@h/x" == line["v"]
 
     def test_console_format(self):
@@ -346,57 +339,52 @@ class TestSampling:
         assert 50 == len(lines)
         assert {1} == {line["sample_rate"] for line in lines}
 
-    def test_ok_lines_kept_about_one_in_n(self):
+    def test_ok_lines_kept_about_one_in_n(self, captured):
         """With sample_rate N, ok lines are kept with probability 1/N and carry sample_rate N."""
-        stream = io.StringIO()
-        obslog.configure(stream=stream, sample_rate=10)
+        obslog.configure(stream=io.StringIO(), sample_rate=10)
         random.seed(12345)
         before = obslog.stats()["sampled_out"]
         run_scopes(4000)
-        lines = parse(stream)
+        lines = captured
         # Binomial(4000, 0.1): mean 400, sd 19; the bound is more than 6 sd wide.
         assert 280 <= len(lines) <= 520
         assert {10} == {line["sample_rate"] for line in lines}
         assert 4000 - len(lines) == obslog.stats()["sampled_out"] - before
 
-    def test_errors_always_kept(self):
+    def test_errors_always_kept(self, captured):
         """Exceptions and status >= 500 are always kept, with sample_rate 1."""
-        stream = io.StringIO()
-        obslog.configure(stream=stream, sample_rate=1000)
+        obslog.configure(stream=io.StringIO(), sample_rate=1000)
         random.seed(1)
         run_scopes(100, fail=True)
         run_scopes(100, status=503)
-        lines = parse(stream)
+        lines = captured
         assert 200 == len(lines)
         assert {("error", 1)} == {(line["outcome"], line["sample_rate"]) for line in lines}
 
-    def test_cancelled_always_kept(self):
+    def test_cancelled_always_kept(self, captured):
         """A cancelled scope is not an ok line: it is always kept."""
-        stream = io.StringIO()
-        obslog.configure(stream=stream, sample_rate=1000)
+        obslog.configure(stream=io.StringIO(), sample_rate=1000)
         for _ in range(20):
             with obslog.request_scope() as req:
                 req.outcome = "cancelled"
-        assert 20 == len(parse(stream))
+        assert 20 == len(captured)
 
-    def test_slow_lines_always_kept(self):
+    def test_slow_lines_always_kept(self, captured):
         """A line at least slow_ms long is always kept, with sample_rate 1."""
-        stream = io.StringIO()
-        obslog.configure(stream=stream, sample_rate=1_000_000, slow_ms=5)
+        obslog.configure(stream=io.StringIO(), sample_rate=1_000_000, slow_ms=5)
         random.seed(2)
         for _ in range(3):
             with obslog.request_scope("GET", "/slow"):
                 time.sleep(0.006)
-        lines = parse(stream)
+        lines = captured
         assert [("/slow", 1)] * 3 == [(line["route"], line["sample_rate"]) for line in lines]
         assert all(line["duration_ms"] >= 5 for line in lines)
 
-    def test_zero_threshold_keeps_everything(self):
+    def test_zero_threshold_keeps_everything(self, captured):
         """slow_ms=0 makes every line slow, so every line is kept."""
-        stream = io.StringIO()
-        obslog.configure(stream=stream, sample_rate=1000, slow_ms=0)
+        obslog.configure(stream=io.StringIO(), sample_rate=1000, slow_ms=0)
         run_scopes(30)
-        assert 30 == len(parse(stream))
+        assert 30 == len(captured)
 
     def test_end_listener_sees_sampled_out_scopes(self):
         """on_scope_end fires for every scope, sampled out or not."""
