@@ -291,7 +291,8 @@ class TestTextScrubber:
     def test_added_patterns(self, captured):
         """redact_patterns adds patterns: the "secret" group, or the whole match, is scrubbed."""
         obslog.configure(
-            stream=io.StringIO(), redact_patterns=[r"ssn (?P<secret>\d{3}-\d{2}-\d{4})", r"sk_live_\w+"]
+            stream=io.StringIO(),
+            redact_patterns=[r"ssn (?P<secret>\d{3}-\d{2}-\d{4})", r"sk_live_\w+"],
         )
         log_both(v="ssn 123-45-6789 key sk_live_abc")
         for line in captured:
