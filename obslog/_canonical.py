@@ -31,6 +31,18 @@ def outcome(exc: BaseException | None, status: int | None) -> str:
 
 
 _LEVEL_OF_OUTCOME = {"ok": logging.INFO, "cancelled": logging.WARNING, "error": logging.ERROR}
+# The canonical logger of the last name asked for: logging.getLogger takes logging's lock.
+_logger_of_name: dict[str, logging.Logger] = {}
+
+
+def _canonical_logger(name: str) -> logging.Logger:
+    logger = _logger_of_name.get(name)
+    # The logger logging holds for *name* now (a test may have cleared logging's registry).
+    if logger is None or logging.Logger.manager.loggerDict.get(name) is not logger:
+        logger = logging.getLogger(name)
+        _logger_of_name.clear()
+        _logger_of_name[name] = logger
+    return logger
 
 
 def emit(
@@ -49,18 +61,27 @@ def emit(
         elif random.random() * sample_rate >= 1.0:  # sampling, not security
             _stats.incr("sampled_out")
             return
-    extra: dict[str, Any] = {}
-    if s._status is not None:
-        extra["status"] = s._status
-    extra["duration_ms"] = round(duration, 3)
-    extra["outcome"] = s.outcome
-    extra["sample_rate"] = sample_rate
+    status = s._status
+    extra: dict[str, Any]
+    if status is None:
+        extra = {
+            "duration_ms": round(duration, 3),
+            "outcome": s.outcome,
+            "sample_rate": sample_rate,
+        }
+    else:
+        extra = {
+            "status": status,
+            "duration_ms": round(duration, 3),
+            "outcome": s.outcome,
+            "sample_rate": sample_rate,
+        }
     level = s._level
     if level is None:
         level = _LEVEL_OF_OUTCOME.get(s.outcome or "ok", logging.INFO)
     exc_info = (exc_type, exc, tb) if exc is not None and exc_type is not None else None
     try:
-        logging.getLogger(CONFIG.canonical_logger).log(
+        _canonical_logger(CONFIG.canonical_logger).log(
             level, s.kind, exc_info=exc_info, extra=extra
         )
     except Exception:  # a raising filter or handler must not break the request

@@ -1,5 +1,6 @@
 """
-Per-request context: scopes, scope listeners and the canonical line (timers: :mod:`obslog._timers`).
+Per-request context: scopes and scope listeners (timers: :mod:`obslog._timers`; the canonical line
+a scope ends with: :mod:`obslog._canonical`).
 
 A :class:`Scope` is the unit of work a service is asked about afterwards: an HTTP request, a task,
 a job.  It lives in a :class:`contextvars.ContextVar`, so every thread and every asyncio task sees
@@ -13,6 +14,7 @@ import contextvars
 import os
 import threading
 
+from collections import defaultdict
 from collections.abc import Callable
 from time import perf_counter
 from types import TracebackType
@@ -41,7 +43,8 @@ _CURRENT: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
 )
 # Timers of one scope can be recorded from several threads (work handed to an executor with
 # in_context shares the scope).  A timer only appends its elapsed seconds to the list of its name,
-# which is atomic; adding a name and folding the lists into the per-name totals take this lock.
+# which is atomic, as is adding a name (defaultdict's __missing__ runs in C); folding the lists
+# into the per-name totals takes this lock and iterates a snapshot of the names.
 _FOLD_LOCK = threading.Lock()
 _MAX_PENDING = 256  # samples of one name kept before they are folded
 
@@ -72,6 +75,13 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
             key = f"extra_{key}"
         out[key] = REDACTED if is_secret(key) else redact(value)
     return out
+
+
+def _check_ids(**ids: object) -> None:
+    for name, value in ids.items():
+        if value is not None and not isinstance(value, str):
+            msg = f"{name} must be a str or None, not {type(value).__name__}"
+            raise TypeError(msg)
 
 
 class _AsyncWith:
@@ -163,15 +173,13 @@ class Scope(_AsyncWith):
         fields: dict[str, Any] | None = None,
     ) -> None:
         self.kind = _validation.check_name(kind, "scope kind")
-        self._level = _validation.check_level(level)
-        for name, value in (
-            ("request_id", request_id),
-            ("trace_id", trace_id),
-            ("span_id", span_id),
+        self._level = None if level is None else _validation.check_level(level)
+        if (
+            (request_id is not None and request_id.__class__ is not str)
+            or (trace_id is not None and trace_id.__class__ is not str)
+            or (span_id is not None and span_id.__class__ is not str)
         ):
-            if value is not None and not isinstance(value, str):
-                msg = f"{name} must be a str or None, not {type(value).__name__}"
-                raise TypeError(msg)
+            _check_ids(request_id=request_id, trace_id=trace_id, span_id=span_id)
         self.request_id: str = request_id or ""
         self.trace_id = trace_id
         self.span_id = span_id
@@ -182,7 +190,7 @@ class Scope(_AsyncWith):
         self._timers: dict[str, list[Any]] = {}
         # name -> elapsed seconds not yet folded into _timers; _dirty when any list may be
         # non-empty (set by a timer after its append, cleared by a fold before it drains).
-        self._pending: dict[str, list[float]] = {}
+        self._pending: defaultdict[str, list[float]] = defaultdict(list)
         self._dirty = False
         self.exc: BaseException | None = None
         self.emit = True
@@ -206,7 +214,10 @@ class Scope(_AsyncWith):
 
     @status.setter
     def status(self, value: int | None) -> None:
-        self._status = _validation.check_status(value)
+        if value.__class__ is int and 100 <= value <= 599:  # the common case, checked inline
+            self._status = value
+        else:
+            self._status = _validation.check_status(value)
 
     @property
     def level(self) -> int | None:
@@ -240,15 +251,12 @@ class Scope(_AsyncWith):
             self._fold()
         return self._timers
 
-    def _samples(self, name: str) -> list[float]:
-        with _FOLD_LOCK:  # a fold iterates the dict under this lock
-            return self._pending.setdefault(name, [])
-
     def _fold(self) -> None:
         with _FOLD_LOCK:
             self._dirty = False
             timers = self._timers
-            for name, samples in self._pending.items():
+            # A copy made in one C call: a timer of another thread may add a name meanwhile.
+            for name, samples in dict(self._pending).items():
                 n = len(samples)
                 if not n:
                     continue
@@ -324,7 +332,8 @@ class Scope(_AsyncWith):
         self._rebuild_ctx()
         self._token = _CURRENT.set(self)
         self.start = perf_counter()
-        _notify(_start_listeners, self)
+        if _start_listeners:
+            _notify(_start_listeners, self)
         return self
 
     def __exit__(
@@ -372,7 +381,8 @@ class Scope(_AsyncWith):
             _stats.incr("scope_foreign_exits")
         if self.parent is not None and (self._timers or self._dirty):
             self._merge_into(self.parent)
-        _notify(_end_listeners, self)
+        if _end_listeners:
+            _notify(_end_listeners, self)
 
 
 def _encloses(s: Scope, inner: Scope | None) -> bool:
@@ -490,8 +500,13 @@ def request_scope(
         fields["method"] = method
     if route is not None:
         fields["route"] = route
-    return scope(
-        "request", request_id=request_id, trace_id=trace_id, span_id=span_id, level=level, **fields
+    return Scope(
+        "request",
+        request_id=request_id,
+        trace_id=trace_id,
+        span_id=span_id,
+        level=level,
+        fields=fields,
     )
 
 

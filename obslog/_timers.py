@@ -145,10 +145,7 @@ class timed(_AsyncWith):  # used like a function: ``with timed("db_query"):``
             start = self._start
             self._scope = None
             self._free.append(None)
-        try:
-            samples = s._pending[self.name]
-        except KeyError:
-            samples = s._samples(self.name)
+        samples = s._pending[self.name]  # a defaultdict: a new name gets its list atomically
         samples.append(end - start)
         s._dirty = True
         if len(samples) > 256:  # _MAX_PENDING, as a constant: this is the hot path
