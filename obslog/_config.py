@@ -2,8 +2,9 @@
 Global state department: what obslog was configured with.
 
 One :class:`_Configuration` instance, :data:`CONFIG`, read on the hot path by the renderers and the
-scopes.  :func:`obslog.configure` and :func:`obslog.dict_config` write it; :func:`reset_defaults`
-restores the built-in values (tests use it between cases).
+scopes.  :func:`obslog.configure` writes it, and so does ``logging.config.dictConfig`` when it
+applies a dict from :func:`obslog.dict_config` (which itself changes nothing);
+:func:`reset_defaults` restores the built-in values (tests use it between cases).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """
-Set up stdlib logging and structlog in one call: :func:`configure` or :func:`dict_config`.
+Set up stdlib logging and structlog in one call: :func:`configure`, or the ``dictConfig`` dict of
+:func:`dict_config` (which changes nothing until ``logging.config.dictConfig`` applies it).
 """
 
 from __future__ import annotations
