@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import http
 import io
-import json
 import logging
 import re
 import time
@@ -22,26 +21,10 @@ from obslog._context import on_scope_end, on_scope_start
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
-class Capture:
-    """Lines written by obslog to an in-memory stream."""
-
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-
-    def configure(self, **settings) -> Capture:
-        obslog.configure(stream=self.stream, **settings)
-        return self
-
-    def lines(self) -> list[dict]:
-        return [json.loads(raw) for raw in self.stream.getvalue().splitlines()]
-
-    def canonical(self, event: str = "request") -> list[dict]:
-        return [line for line in self.lines() if line["logger"] == "obslog" and line["event"] == event]
-
-
 @pytest.fixture(name="out")
-def _out() -> Capture:
-    return Capture().configure(service="shop")
+def _out(captured):
+    """The lines obslog writes, configured for "shop" (the ``captured`` fixture)."""
+    return captured
 
 
 class TestScope:
@@ -67,7 +50,7 @@ class TestScope:
         with obslog.request_scope(request_id="edge-123") as req:
             logging.getLogger("t.given").info("inside")
         assert "edge-123" == req.request_id
-        assert ["edge-123", "edge-123"] == [line["request_id"] for line in out.lines()]
+        assert ["edge-123", "edge-123"] == [line["request_id"] for line in list(out)]
 
     def test_nested_scope_inherits_ids_and_fields(self, out):
         """A nested scope inherits request_id, trace ids and bound fields of the enclosing one."""
@@ -124,7 +107,7 @@ class TestScope:
             log.info("before")
             obslog.bind(user_id=42)
             log.info("after")
-        before, after, canonical = out.lines()
+        before, after, canonical = list(out)
         assert "user_id" not in before
         assert 42 == after["user_id"]
         assert 42 == canonical["user_id"]
@@ -133,13 +116,13 @@ class TestScope:
         """obslog.bind() outside any scope does nothing and does not raise."""
         obslog.bind(user_id=1)
         logging.getLogger("t.bindout").info("plain")
-        assert "user_id" not in out.lines()[0]
+        assert "user_id" not in out[0]
 
     def test_bound_field_cannot_take_schema_name(self, out):
         """A bound field named like a schema field (status, request_id) is kept as extra_<key>."""
         with obslog.request_scope(request_id="rid", status="bogus") as req:
             req.bind(request_id="evil")
-        (line,) = out.lines()
+        (line,) = list(out)
         assert ("rid", "bogus", "evil") == (line["request_id"], line["extra_status"], line["extra_request_id"])
         assert "status" not in line
 
@@ -177,7 +160,7 @@ class TestScopeValidation:
         log.info("after")
         with obslog.request_scope() as nxt:
             pass
-        after, = [line for line in out.lines() if line["event"] == "after"]
+        after, = [line for line in list(out) if line["event"] == "after"]
         assert "request_id" not in after
         assert leaked.request_id != nxt.request_id
         assert None is nxt.parent
@@ -347,7 +330,7 @@ class TestTimed:
 
         assert 1 == work()
         assert "db_query" == t.name
-        assert [] == out.lines()
+        assert [] == list(out)
 
     def test_timings_on_lines_in_scope(self, out):
         """Lines logged inside a scope carry the timings so far; the canonical line carries all."""
@@ -358,7 +341,7 @@ class TestTimed:
             log.info("mid")
             with obslog.timed("cache_get"):
                 pass
-        mid, canonical = out.lines()
+        mid, canonical = list(out)
         assert {"db_query"} == set(mid["timings"])
         assert {"db_query", "cache_get"} == set(canonical["timings"])
         assert 1 == canonical["timings"]["cache_get"]["count"]
@@ -433,7 +416,7 @@ class TestCanonicalLine:
                 pass
             log.info("order listed", extra={"order_count": 3})
             req.status = 200
-        lines = out.lines()
+        lines = list(out)
         (line,) = out.canonical()
         assert 2 == len(lines)
         assert {
@@ -468,7 +451,7 @@ class TestCanonicalLine:
         """Nested scopes each emit their own single canonical line, inner first."""
         with obslog.request_scope(), obslog.scope("job"):
             pass
-        assert ["job", "request"] == [line["event"] for line in out.lines()]
+        assert ["job", "request"] == [line["event"] for line in list(out)]
 
     def test_exception_gives_error_outcome_and_propagates(self, out):
         """An exception leaving the scope gives outcome error at level error, with exception fields."""
@@ -524,7 +507,7 @@ class TestCanonicalLine:
 
     def test_level_configurable_per_scope(self, out):
         """The level argument sets the canonical line's level whatever the outcome."""
-        out.configure(level="DEBUG")
+        obslog.configure(stream=io.StringIO(), level="DEBUG")
         with obslog.scope("job", level=logging.DEBUG):
             pass
         with pytest.raises(RuntimeError), obslog.scope("job", level=logging.CRITICAL):
@@ -535,31 +518,31 @@ class TestCanonicalLine:
         """A canonical line below the logger's level is filtered like any other record."""
         with obslog.scope("job", level=logging.DEBUG):
             pass
-        assert [] == out.lines()
+        assert [] == list(out)
 
     def test_logger_name_configurable(self, out):
         """configure(canonical_logger=...) changes the logger of canonical lines."""
-        out.configure(canonical_logger="shop.access")
+        obslog.configure(stream=io.StringIO(), canonical_logger="shop.access")
         with obslog.request_scope():
             pass
-        (line,) = out.lines()
+        (line,) = list(out)
         assert ("shop.access", "request") == (line["logger"], line["event"])
 
     def test_canonical_logger_level_can_silence_it(self, out):
         """The canonical logger is a normal stdlib logger: its level filters canonical lines."""
-        out.configure(canonical_logger="t.quiet_access")
+        obslog.configure(stream=io.StringIO(), canonical_logger="t.quiet_access")
         logging.getLogger("t.quiet_access").setLevel(logging.ERROR)
         with obslog.request_scope():
             pass
         with pytest.raises(ValueError), obslog.request_scope():
             raise ValueError
-        assert ["error"] == [line["outcome"] for line in out.lines()]
+        assert ["error"] == [line["outcome"] for line in list(out)]
 
     def test_emit_false_suppresses_line(self, out):
         """Setting emit=False before exit writes no canonical line."""
         with obslog.request_scope() as req:
             req.emit = False
-        assert [] == out.lines()
+        assert [] == list(out)
 
     def test_exit_without_handler_does_not_raise(self):
         """With no configuration at all, leaving a scope never raises."""
