@@ -9,23 +9,24 @@ import io
 import json
 import logging
 
+from collections.abc import Iterator
+
 import pytest
 import structlog
-
-from _lines import parse
 
 import obslog
 
 from obslog._schema import PROTECTED
 from obslog.processors import BoundLogger, add_context, redact_secrets, render_to_stdlib
+from obslog.testing import CapturedLines, capture_lines
 
 
-@pytest.fixture(name="sio")
-def _sio() -> io.StringIO:
-    """conftest's ``sio`` with env and version set as well."""
-    stream = io.StringIO()
-    obslog.configure(stream=stream, service="shop", env="test", version="1")
-    return stream
+@pytest.fixture(name="captured")
+def _captured() -> Iterator[CapturedLines]:
+    """conftest's ``captured`` with env and version set as well."""
+    logging.getLogger().removeHandler(obslog.configure(service="shop", env="test", version="1"))
+    with capture_lines(level="INFO") as captured:
+        yield captured
 
 
 def without_timestamp(line: dict) -> dict:
@@ -33,14 +34,14 @@ def without_timestamp(line: dict) -> dict:
 
 
 class TestSameSchema:
-    def test_same_keys_and_values_in_scope(self, sio):
+    def test_same_keys_and_values_in_scope(self, captured):
         """A structlog event and the same stdlib record give the same keys and values."""
         with obslog.request_scope("GET", "/orders/{id}", trace_id="a" * 32, span_id="b" * 16):
             with obslog.timed("db_query"):
                 pass
             logging.getLogger("shop.orders").info("order listed", extra={"order_count": 3})
             structlog.get_logger("shop.orders").info("order listed", order_count=3)
-        std, sl, _canonical = parse(sio)
+        std, sl, _canonical = captured
         assert set(std) == set(sl)
         assert without_timestamp(std) == without_timestamp(sl)
         assert [
@@ -48,127 +49,127 @@ class TestSameSchema:
             "trace_id", "span_id", "method", "route", "order_count", "timings",
         ] == list(sl)
 
-    def test_same_keys_outside_scope(self, sio):
+    def test_same_keys_outside_scope(self, captured):
         """Outside a scope both paths give the base schema only."""
         logging.getLogger("t.same").warning("plain")
         structlog.get_logger("t.same").warning("plain")
-        std, sl = parse(sio)
+        std, sl = captured
         assert without_timestamp(std) == without_timestamp(sl)
         assert {"timestamp", "level", "logger", "event", "service", "env", "version", "pid"} == set(sl)
 
     @pytest.mark.parametrize("method", ["debug", "info", "warning", "error", "critical"])
-    def test_level_names(self, sio, method):
+    def test_level_names(self, captured, method):
         """Each structlog method gives the lower-case level name the stdlib path gives."""
-        obslog.configure(stream=sio, level="DEBUG")
+        obslog.configure(stream=io.StringIO(), level="DEBUG")
         getattr(logging.getLogger("t.lv"), method)("x")
         getattr(structlog.get_logger("t.lv"), method)("x")
-        std, sl = parse(sio)
+        std, sl = captured
         assert method == std["level"] == sl["level"]
 
-    def test_bound_values_and_contextvars(self, sio):
+    def test_bound_values_and_contextvars(self, captured):
         """Values bound on the logger or with structlog.contextvars appear as fields."""
         structlog.contextvars.bind_contextvars(tenant="acme")
         log = structlog.get_logger("t.bound").bind(user_id=7)
         log.info("x", extra_key=1)
-        (line,) = parse(sio)
+        (line,) = captured
         assert ("acme", 7, 1) == (line["tenant"], line["user_id"], line["extra_key"])
 
-    def test_keyword_cannot_overwrite_schema_fields(self, sio):
+    def test_keyword_cannot_overwrite_schema_fields(self, captured):
         """Keywords named like schema fields never overwrite them; they become extra_<key>."""
         with obslog.request_scope(request_id="real"):
             structlog.get_logger("t.kw").info("x", request_id="evil", level="evil", logger="evil", pid=0)
-        line = parse(sio)[0]
+        line = captured[0]
         assert ("real", "info", "t.kw", "evil") == (
             line["request_id"], line["level"], line["logger"], line["extra_request_id"]
         )
         assert isinstance(line["pid"], int) and line["pid"] > 0
 
     @pytest.mark.parametrize("key", sorted(PROTECTED - {"event", "stack_info"}))
-    def test_every_reserved_name_kept_as_extra_on_both_paths(self, sio, key):
+    def test_every_reserved_name_kept_as_extra_on_both_paths(self, captured, key):
         """A keyword or extra named like any schema field is kept as extra_<key> on both paths."""
         structlog.get_logger("t.kw").info("x", **{key: 3})
         logging.getLogger("t.kw").info("x", extra={key: 3})
-        for line in parse(sio):
+        for line in captured:
             assert 3 == line[f"extra_{key}"]
             assert 3 != line.get(key)
 
-    def test_level_timestamp_logger_keywords_kept(self, sio):
+    def test_level_timestamp_logger_keywords_kept(self, captured):
         """log.info("x", level=3, timestamp=..., logger=...) keeps all three as extra_<key>."""
         structlog.get_logger("t.kw").info("x", level=3, timestamp="then", logger="other")
-        (line,) = parse(sio)
+        (line,) = captured
         assert (3, "then", "other", "info", "t.kw") == (
             line["extra_level"], line["extra_timestamp"], line["extra_logger"],
             line["level"], line["logger"],
         )
 
-    async def test_async_methods(self, sio):
+    async def test_async_methods(self, captured):
         """The async spellings (ainfo, awarning, ...) write the same line."""
         await structlog.get_logger("t.async").ainfo("async", k=1)
-        (line,) = parse(sio)
+        (line,) = captured
         assert ("async", 1, "info") == (line["event"], line["k"], line["level"])
 
 
 class TestExceptions:
-    def test_exception_method(self, sio):
+    def test_exception_method(self, captured):
         """log.exception() inside except gives exc_type, exc_message and stack on one line."""
         log = structlog.get_logger("t.exc")
         try:
             raise ValueError("bad value")
         except ValueError:
             log.exception("failed", order_id=1)
-        raw = sio.getvalue()
+        raw = captured.text
         assert 1 == len(raw.splitlines())
-        (line,) = parse(sio)
+        (line,) = captured
         assert ("error", "failed", "ValueError", "bad value", 1) == (
             line["level"], line["event"], line["exc_type"], line["exc_message"], line["order_id"]
         )
         assert line["stack"].startswith("Traceback (most recent call last):")
         assert line["stack"].endswith("ValueError: bad value")
 
-    def test_same_exception_fields_as_stdlib(self, sio):
+    def test_same_exception_fields_as_stdlib(self, captured):
         """The stdlib and structlog exception lines have the same keys."""
         try:
             raise KeyError("k")
         except KeyError:
             logging.getLogger("t.exc2").exception("failed")
             structlog.get_logger("t.exc2").exception("failed")
-        std, sl = parse(sio)
+        std, sl = captured
         assert set(std) == set(sl)
         assert std["exc_type"] == sl["exc_type"] == "KeyError"
 
-    def test_exc_info_keyword(self, sio):
+    def test_exc_info_keyword(self, captured):
         """exc_info=<exception> on any method adds the exception fields."""
         error = RuntimeError("later")
         structlog.get_logger("t.exc3").warning("seen", exc_info=error)
-        (line,) = parse(sio)
+        (line,) = captured
         assert ("warning", "RuntimeError", "later") == (line["level"], line["exc_type"], line["exc_message"])
 
-    def test_exception_outside_except(self, sio):
+    def test_exception_outside_except(self, captured):
         """log.exception() with no exception being handled writes the line without exception fields."""
         structlog.get_logger("t.exc4").exception("nothing")
-        (line,) = parse(sio)
+        (line,) = captured
         assert "nothing" == line["event"]
         assert "exc_type" not in line
 
 
 class TestPositionalArgs:
-    def test_percent_args(self, sio):
+    def test_percent_args(self, captured):
         """Positional args are %-formatted into the event, like stdlib."""
         structlog.get_logger("t.args").info("hello %s, %d items", "bob", 3)
-        assert "hello bob, 3 items" == parse(sio)[0]["event"]
+        assert "hello bob, 3 items" == captured[0]["event"]
 
-    def test_bad_args_degrade(self, sio):
+    def test_bad_args_degrade(self, captured):
         """Args that do not fit the format string never raise; a degraded line is written and counted."""
         before = obslog.stats()["render_errors"]
         structlog.get_logger("t.args2").info("%d items", "not a number")
-        (line,) = parse(sio)
+        (line,) = captured
         assert 1 == obslog.stats()["render_errors"] - before
         assert "obslog_error" in line
         assert ("info", "t.args2", "shop") == (line["level"], line["logger"], line["service"])
 
 
 class TestFailingProcessor:
-    def test_failing_processor_never_raises(self, sio):
+    def test_failing_processor_never_raises(self, captured):
         """A processor that raises does not reach the app; the event is written degraded and counted."""
 
         def broken(logger, method_name, event_dict):
@@ -179,12 +180,12 @@ class TestFailingProcessor:
         with obslog.request_scope(request_id="rid"):
             result = structlog.get_logger("t.broken").info("kept anyway", k=1)
         assert None is result
-        line = parse(sio)[0]
+        line = captured[0]
         assert 1 == obslog.stats()["render_errors"] - before
         assert ("kept anyway", "info", "t.broken") == (line["event"], line["level"], line["logger"])
         assert "RuntimeError: processor bug" == line["obslog_error"]
 
-    def test_drop_event(self, sio):
+    def test_drop_event(self, captured):
         """A processor raising structlog.DropEvent drops the event silently, not counted as an error."""
 
         def drop(logger, method_name, event_dict):
@@ -193,10 +194,10 @@ class TestFailingProcessor:
         structlog.configure(processors=[drop, render_to_stdlib])
         before = obslog.stats()["render_errors"]
         structlog.get_logger("t.drop").info("gone")
-        assert [] == parse(sio)
+        assert [] == list(captured)
         assert before == obslog.stats()["render_errors"]
 
-    def test_unrenderable_event(self, sio):
+    def test_unrenderable_event(self, captured):
         """An event object whose __str__ raises still gives a line."""
 
         class Bad:
@@ -207,10 +208,10 @@ class TestFailingProcessor:
                 return "<Bad>"
 
         structlog.get_logger("t.badevent").info(Bad())
-        (line,) = parse(sio)
+        (line,) = captured
         assert "<Bad>" == line["event"]
 
-    def test_custom_chain_with_add_context(self, sio):
+    def test_custom_chain_with_add_context(self, captured):
         """add_context and redact_secrets compose with structlog's own renderer."""
         out = io.StringIO()
         log = structlog.wrap_logger(
@@ -230,7 +231,7 @@ class TestFailingProcessor:
 
 
 class TestDisabledLevels:
-    def test_disabled_levels_write_nothing_and_skip_processors(self, sio):
+    def test_disabled_levels_write_nothing_and_skip_processors(self, captured):
         """Calls below the stdlib level write nothing and run no processor."""
         calls = []
 
@@ -238,31 +239,31 @@ class TestDisabledLevels:
             calls.append(method_name)
             return event_dict
 
-        obslog.configure(stream=sio, level="WARNING")
+        obslog.configure(stream=io.StringIO(), level="WARNING")
         structlog.configure(processors=[spy, render_to_stdlib])
         log = structlog.get_logger("t.disabled")
         log.debug("no")
         log.info("no")
         log.warning("yes")
-        assert ["yes"] == [line["event"] for line in parse(sio)]
+        assert ["yes"] == [line["event"] for line in captured]
         assert ["warning"] == calls
 
-    def test_logger_level_respected(self, sio):
+    def test_logger_level_respected(self, captured):
         """A per-logger stdlib level applies to structlog loggers of that name."""
         logging.getLogger("t.quiet").setLevel(logging.ERROR)
         structlog.get_logger("t.quiet").warning("no")
         structlog.get_logger("t.quiet").error("yes")
-        assert ["yes"] == [line["event"] for line in parse(sio)]
+        assert ["yes"] == [line["event"] for line in captured]
 
-    def test_log_with_numeric_level(self, sio):
+    def test_log_with_numeric_level(self, captured):
         """log(level, ...) maps a numeric level to the method of that level."""
         log = structlog.get_logger("t.num")
         log.log(logging.DEBUG, "no")
         log.log(logging.ERROR, "yes")
-        (line,) = parse(sio)
+        (line,) = captured
         assert ("yes", "error") == (line["event"], line["level"])
 
-    def test_wrapper_is_obslog_bound_logger(self, sio):
+    def test_wrapper_is_obslog_bound_logger(self, captured):
         """configure() makes structlog loggers obslog BoundLoggers."""
         log = structlog.get_logger("t.wrapper").bind()
         assert isinstance(log, BoundLogger)
