@@ -19,11 +19,6 @@ def parse(stream: io.StringIO) -> list[dict]:
     return [json.loads(raw) for raw in stream.getvalue().splitlines()]
 
 
-def parse_nonblank(stream: io.StringIO) -> list[dict]:
-    """The JSON lines written to *stream* so far, blank lines passed over."""
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line]
-
-
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.01) -> bool:
     """Poll *predicate* until it is true or *timeout* passes; return its last value as a bool."""
     deadline = time.monotonic() + timeout

@@ -49,7 +49,11 @@ def _isolate(monkeypatch):
 
 @pytest.fixture(name="sio")
 def _sio() -> io.StringIO:
-    """obslog configured for service "shop", writing into this buffer."""
+    """obslog configured for service "shop", writing into this buffer.
+
+    For tests about the bytes a stream receives (the encoders, the console format, handlers); tests
+    about the lines obslog writes use ``captured`` (:mod:`obslog.testing`).
+    """
     stream = io.StringIO()
     obslog.configure(stream=stream, service="shop")
     return stream
