@@ -22,6 +22,7 @@ from typing import Any
 
 from . import _canonical, _ids, _stats, _validation
 from ._config import REDACTED, is_secret
+from ._redact import scrub_value
 from ._render import redact
 from ._schema import BOUND_RESERVED
 
@@ -73,7 +74,10 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
     for key, value in fields.items():
         if key in RESERVED_FIELDS:
             key = f"extra_{key}"
-        out[key] = REDACTED if is_secret(key) else redact(value)
+        if is_secret(key):
+            out[key] = REDACTED
+        else:  # redact() of a str is scrub_value(): called directly for the common case
+            out[key] = scrub_value(value) if value.__class__ is str else redact(value)
     return out
 
 
@@ -348,7 +352,11 @@ class Scope(_AsyncWith):
             self.duration_ms = max(end - self.start, 0.0) * 1000.0
             self.exc = exc
             if self.outcome is None:
-                self.outcome = _canonical.outcome(exc, self._status)
+                status = self._status
+                if exc is None and (status is None or status < 500):
+                    self.outcome = "ok"  # the common case of _canonical.outcome()
+                else:
+                    self.outcome = _canonical.outcome(exc, status)
             if self.emit:
                 if current is self:
                     _canonical.emit(self, exc_type, exc, tb)
