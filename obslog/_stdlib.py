@@ -554,8 +554,53 @@ def _remember(handler: logging.Handler) -> tuple[Any, list[Any], bool]:
         or _formatter_reads_caller(formatter)
     )
     memo = (formatter, filters, reads)
-    handler.__dict__[_ROUTE_MEMO] = memo
+    setattr(handler, _ROUTE_MEMO, memo)
     return memo
+
+
+# The level methods that do nothing but call _log at their level (warn also warns; fatal varies).
+_LEVEL_METHODS: dict[int, tuple[str, ...]] = {
+    logging.DEBUG: ("debug",),
+    logging.INFO: ("info",),
+    logging.WARNING: ("warning",),
+    logging.ERROR: ("error", "exception"),
+    logging.CRITICAL: ("critical",),
+}
+
+
+def _nop(*args: Any, **kwargs: Any) -> None:
+    """Stand in for a level method below the logger's level."""
+
+
+def _drop_nops(logger: object) -> None:
+    """Give *logger* its class's level methods back (a no-op when it has none of obslog's)."""
+    if isinstance(logger, logging.Logger):
+        for names in _LEVEL_METHODS.values():
+            for name in names:
+                if getattr(logger, name) is _nop:
+                    delattr(logger, name)
+
+
+def _hook_cache_clear(manager: logging.Manager) -> None:
+    """
+    Make logging's level-cache reset also drop the loggers' :func:`_nop` level methods.
+
+    ``Manager._clear_cache`` is what ``setLevel`` on any logger and ``logging.disable`` call,
+    under logging's lock; afterwards every level is decided again by ``isEnabledFor``.
+    """
+    clear = manager._clear_cache  # type: ignore[attr-defined]
+    if getattr(clear, "obslog_drops_nops", False):
+        return
+
+    def clear_cache() -> None:
+        clear()
+        with logging._lock:  # type: ignore[attr-defined]
+            _drop_nops(manager.root)
+            for logger in list(manager.loggerDict.values()):
+                _drop_nops(logger)
+
+    clear_cache.obslog_drops_nops = True  # type: ignore[attr-defined]
+    manager._clear_cache = clear_cache  # type: ignore[attr-defined]
 
 
 class ObslogLogger(logging.Logger):
@@ -577,10 +622,42 @@ class ObslogLogger(logging.Logger):
     as reading it (``QueueHandler``, ``MemoryHandler``, ``SocketHandler``, pytest's ``caplog``, a
     ``logging.Formatter`` whose format names a caller attribute, any subclass).
 
+    Once :func:`obslog.configure` has hooked logging's level-cache reset, a level method below the
+    logger's level is replaced on the instance by one that returns at once (as structlog's
+    filtering loggers do), until the next ``setLevel`` or ``logging.disable`` anywhere.
+
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2.0
-       ``findCaller`` skips the stack walk when nothing reads the caller.
+       ``findCaller`` skips the stack walk when nothing reads the caller; a filtered-out call
+       costs one call.
     """
+
+    def isEnabledFor(self, level: int) -> bool:
+        """Return whether a record at *level* would be processed, as ``logging.Logger`` does."""
+        try:
+            enabled: bool = self._cache[level]  # type: ignore[attr-defined]
+        except KeyError:
+            enabled = logging.Logger.isEnabledFor(self, level)
+        else:
+            return enabled and not self.disabled
+        if not enabled:
+            cls = self.__class__
+            names = [
+                name
+                for name in _LEVEL_METHODS.get(level, ())
+                # Never in place of a subclass's own method.
+                if getattr(cls, name) is getattr(logging.Logger, name)
+            ]
+            with logging._lock:  # type: ignore[attr-defined]
+                # Still decided (not cleared meanwhile) and cleared only under this lock.
+                if (
+                    names
+                    and self._cache.get(level) is False  # type: ignore[attr-defined]
+                    and getattr(self.manager._clear_cache, "obslog_drops_nops", False)  # type: ignore[attr-defined]
+                ):
+                    for name in names:
+                        setattr(self, name, _nop)
+        return enabled
 
     def findCaller(  # stdlib signature
         self, stack_info: bool = False, stacklevel: int = 1
@@ -599,7 +676,8 @@ class ObslogLogger(logging.Logger):
         logger: logging.Logger | None = self
         while logger and not reads:  # the handlers a record reaches, as callHandlers walks them
             for handler in logger.handlers:
-                memo = handler.__dict__.get(_ROUTE_MEMO)
+                # getattr, not __dict__: reading an instance's __dict__ slows its attributes.
+                memo = getattr(handler, _ROUTE_MEMO, None)
                 if memo is None or memo[0] is not handler.formatter or memo[1] != handler.filters:
                     memo = _remember(handler)
                 reached = True
@@ -664,6 +742,7 @@ def install_logger_class() -> None:
     manager = logging.Logger.manager
     if manager.loggerClass not in (None, ObslogLogger):
         manager.setLoggerClass(ObslogLogger)
+    _hook_cache_clear(manager)
     root = logging.getLogger()
     if type(root) is logging.RootLogger:
         root.__class__ = _ObslogRootLogger

@@ -843,3 +843,75 @@ class TestConsoleFormat:
         assert "from structlog" in text
         assert "k=1" in text
         assert "\x1b[" not in text  # not a terminal: no colours
+
+
+class TestFilteredOutCalls:
+    def _logger(self, name: str) -> tuple[logging.Logger, io.StringIO]:
+        stream = io.StringIO()
+        obslog.configure(stream=stream, level="INFO")
+        return logging.getLogger(f"t.filtered.{name}"), stream
+
+    def test_below_level_is_a_nop_then_logs_after_set_level(self):
+        """A filtered-out debug call is a no-op; setLevel(DEBUG) brings the real method back."""
+        log, stream = self._logger("setlevel")
+        log.debug("dropped", extra={"k": 1})
+        assert "" == stream.getvalue()
+
+        log.setLevel(logging.DEBUG)
+        log.debug("kept")
+
+        assert ["kept"] == [json.loads(text)["event"] for text in stream.getvalue().splitlines()]
+
+    def test_parent_level_change_is_seen(self):
+        """A level set on a parent (any logger's setLevel clears the caches) is honoured at once."""
+        log, stream = self._logger("parent.child")
+        parent = logging.getLogger("t.filtered.parent")
+        log.info("one")
+        parent.setLevel(logging.WARNING)
+        log.info("two")
+        parent.setLevel(logging.NOTSET)
+        log.info("three")
+        parent.setLevel(logging.DEBUG)
+        log.debug("four")
+
+        events = [json.loads(text)["event"] for text in stream.getvalue().splitlines()]
+        assert ["one", "three", "four"] == events
+
+    def test_logging_disable_and_back(self):
+        """logging.disable() silences and logging.disable(NOTSET) restores an ObslogLogger."""
+        log, stream = self._logger("disable")
+        log.error("before")
+        logging.disable(logging.ERROR)
+        try:
+            log.error("silenced")
+            log.exception("silenced too")
+        finally:
+            logging.disable(logging.NOTSET)
+        log.error("after")
+
+        events = [json.loads(text)["event"] for text in stream.getvalue().splitlines()]
+        assert ["before", "after"] == events
+
+    def test_disabled_call_accepts_any_arguments(self):
+        """A filtered-out call takes what Logger.debug takes, args and unknown keywords alike."""
+        log, _ = self._logger("args")
+
+        assert None is log.debug("%s %s", 1, 2, extra={"a": 1}, stack_info=True, stacklevel=2)
+        assert None is log.debug("x", unknown=1)
+
+    def test_subclass_methods_are_kept(self):
+        """A subclass's own level method is never replaced by the no-op."""
+        calls = []
+
+        class Counting(obslog.ObslogLogger):
+            def debug(self, msg, *args, **kwargs):
+                calls.append(msg)
+                super().debug(msg, *args, **kwargs)
+
+        obslog.configure(stream=io.StringIO(), level="INFO")
+        log = Counting("t.filtered.subclass")
+        log.parent = logging.getLogger()
+        log.debug("a")
+        log.debug("b")
+
+        assert ["a", "b"] == calls
