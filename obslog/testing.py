@@ -193,14 +193,22 @@ class _CaptureHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def capture_lines(level: int | str = logging.DEBUG) -> Iterator[CapturedLines]:
+def capture_lines(
+    level: int | str = logging.DEBUG, *, logger: str | logging.Logger | None = None
+) -> Iterator[CapturedLines]:
     """
     Capture every line obslog writes while the block runs, at *level* and above.
 
     A handler with :class:`obslog.JsonFormatter` is added to the root logger, whose level is
     lowered to *level* for the block.  structlog is routed through obslog for the block when it is
     not already (:func:`obslog.configure` does that).  Loggers that do not propagate to the root
-    (``propagate = False``) are not captured.  Everything is restored on exit.
+    (``propagate = False``) are not captured, unless named as *logger*.  Everything is restored on
+    exit.
+
+    Args:
+        level: The lowest level captured (a name or a number).
+        logger: Capture at this logger (a name or a :class:`logging.Logger`) instead of the root:
+            its lines and its children's, whether it propagates or not.
 
     Yields:
         CapturedLines: filled as lines are written.
@@ -209,20 +217,20 @@ def capture_lines(level: int | str = logging.DEBUG) -> Iterator[CapturedLines]:
     """
     lines = CapturedLines()
     handler = _CaptureHandler(lines)
-    root = logging.getLogger()
-    saved_level = root.level
+    target = logger if isinstance(logger, logging.Logger) else logging.getLogger(logger)
+    saved_level = target.level
     was_configured = structlog.is_configured()
     saved_structlog = structlog.get_config()
     routed = render_to_stdlib in saved_structlog["processors"]
-    root.addHandler(handler)
-    root.setLevel(level)
+    target.addHandler(handler)
+    target.setLevel(level)
     if not routed:
         configure_structlog()
     try:
         yield lines
     finally:
-        root.removeHandler(handler)
-        root.setLevel(saved_level)
+        target.removeHandler(handler)
+        target.setLevel(saved_level)
         if not routed and was_configured:
             structlog.configure(**saved_structlog)
         elif not routed:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import io
 import json
 import logging
 import multiprocessing
@@ -22,6 +21,7 @@ from _lines import wait_until
 import obslog
 
 from obslog import runtime
+from obslog.testing import capture_lines
 
 
 NUMERIC_FIELDS = {
@@ -289,18 +289,11 @@ class TestRuntimeLogger:
 
     def test_rendered_by_json_formatter(self):
         """Through obslog's JSON formatter the numbers are top-level fields of event=runtime."""
-        stream = io.StringIO()
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(obslog.JsonFormatter())
         logger = logging.getLogger("obslog.runtime.json-test")
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
         logger.propagate = False
-        try:
+        with capture_lines("INFO", logger=logger) as lines:
             runtime.RuntimeLogger(logger=logger).log_once()
-        finally:
-            logger.removeHandler(handler)
-        line = json.loads(stream.getvalue().splitlines()[0])
+        line = lines[0]
 
         assert "runtime" == line["event"]
         assert os.getpid() == line["pid"]

@@ -95,6 +95,20 @@ class TestCaptureLines:
         assert handlers == root.handlers
         assert ["shown"] == [line["event"] for line in lines]
 
+    def test_named_logger_that_does_not_propagate(self, monkeypatch):
+        """logger= captures a logger that does not propagate, children included, and restores it."""
+        quiet = logging.getLogger("t.quiet")
+        monkeypatch.setattr(quiet, "propagate", False)
+        with capture_lines() as at_root:
+            quiet.warning("unseen at the root")
+        with capture_lines("INFO", logger="t.quiet") as lines:
+            quiet.debug("below the level")
+            logging.getLogger("t.quiet.child").info("from a child")
+            quiet.warning("from the logger")
+        assert [] == list(at_root)
+        assert ["from a child", "from the logger"] == [line["event"] for line in lines]
+        assert ([], logging.NOTSET) == (quiet.handlers, quiet.level)
+
     def test_lines_from_other_threads(self):
         """Lines written by another thread during the block are captured."""
         with capture_lines() as lines:
