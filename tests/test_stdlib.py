@@ -606,24 +606,24 @@ OBSLOG_FIELDS = [
 
 class TestExtraCollisions:
     @pytest.mark.parametrize("key", RECORD_ATTRS)
-    def test_record_attribute_key(self, sio, key):
+    def test_record_attribute_key(self, captured, key):
         """An extra key that is a LogRecord attribute does not crash; it is kept as extra_<key>."""
         log = logging.getLogger("t.collide")
         log.info("hello %s", "you", extra={key: "clash"})
-        (line,) = parse(sio)
+        (line,) = captured
         assert ("hello you", "t.collide", "info", "clash") == (
             line["event"], line["logger"], line["level"], line[f"extra_{key}"]
         )
 
     @pytest.mark.parametrize("key", OBSLOG_FIELDS)
-    def test_obslog_field_key(self, sio, key):
+    def test_obslog_field_key(self, captured, key):
         """An extra key that is an obslog field never overwrites it; it is kept as extra_<key>."""
         log = logging.getLogger("t.collide2")
         with obslog.request_scope(request_id="real", trace_id="a" * 32, span_id="b" * 16):
             with obslog.timed("db_query"):
                 pass
             log.info("hi", extra={key: "evil"})
-        line = parse(sio)[0]
+        line = captured[0]
         assert ("real", "a" * 32, "b" * 16, "hi", "info", "t.collide2", "shop") == (
             line["request_id"], line["trace_id"], line["span_id"], line["event"], line["level"],
             line["logger"], line["service"],
@@ -632,19 +632,19 @@ class TestExtraCollisions:
         assert isinstance(line["pid"], int)
         assert {"db_query"} == set(line["timings"])
 
-    def test_bound_field_key(self, sio):
+    def test_bound_field_key(self, captured):
         """An extra key equal to a bound field does not overwrite the bound value."""
         with obslog.request_scope("GET", "/real"):
             logging.getLogger("t.collide3").info("hi", extra={"route": "/evil"})
-        line = parse(sio)[0]
+        line = captured[0]
         assert ("/real", "/evil") == (line["route"], line["extra_route"])
 
-    def test_odd_extra_values(self, sio):
+    def test_odd_extra_values(self, captured):
         """Non-string extra keys and an extra that is not a mapping never crash the call."""
         log = logging.getLogger("t.collide4")
         log.info("keys", extra={1: "one", ("a", "b"): "tuple"})
         log.info("not a mapping", extra=["x"])
-        keys, odd = parse(sio)
+        keys, odd = captured
         assert ("one", "tuple") == (keys["1"], keys["('a', 'b')"])
         assert "not a mapping" == odd["event"]
 
