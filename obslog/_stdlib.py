@@ -34,9 +34,11 @@ __all__ = ["ConsoleFormatter", "ContextFilter", "JsonFormatter", "ObslogLogger",
 
 _CAPTURED = "_obslog"
 _NO_EXTRAS: Mapping[str, Any] = {}
-# Set by ObslogLogger: the record's ``extra`` fields, and how many attributes it had just after.
+# Set by ObslogLogger: an _Extra.
 _EXTRA = "_obslog_extra"
-_EXTRA_SIZE = "_obslog_size"
+# Attributes a record may get after makeRecord that never go on a line: obslog's captured context,
+# and what logging.Formatter.format adds.
+_LATE_ATTRS = frozenset({_CAPTURED, "message", "asctime"})
 # Every attribute a bare LogRecord has, on this Python version.
 _BARE_RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
 # LogRecord.__init__ sets them first, in a fixed order; this one last.
@@ -59,6 +61,25 @@ _EXC_LINE = re.compile(r"([A-Za-z_][\w.]*)(?:: (.*))?")
 _TRACEBACK_START = re.compile(
     r"\n(?=Traceback \(most recent call last\):\n|  \+ Exception Group Traceback \(most recent)"
 )
+
+
+_new = object.__new__
+
+
+class _Extra:
+    """The ``extra`` fields ObslogLogger put on a record, and how many attributes it had then."""
+
+    __slots__ = ("fields", "size")
+
+    fields: dict[str, Any]
+    size: int
+
+
+def _only_late_attrs(d: dict[str, Any], size: int) -> bool:
+    """Return whether the attributes of *d* after the first *size* are all in _LATE_ATTRS."""
+    late = len(d) - size
+    # A dict keeps insertion order: the attributes set since are its last *late* keys.
+    return 0 < late <= len(_LATE_ATTRS) and _LATE_ATTRS.issuperset(list(d)[-late:])
 
 
 class RenderedLine(str):
@@ -343,14 +364,14 @@ class JsonFormatter(BaseJsonFormatter):
             event = record.getMessage()
             extras = _NO_EXTRAS
         found: Mapping[str, Any]
-        stashed = d.get(_EXTRA)
+        extra = d.get(_EXTRA)
         if (
-            stashed is not None
+            extra is not None
             and self._default_skip
-            # Nothing added since makeRecord but what logging may add (and obslog never writes).
-            and len(d) == d[_EXTRA_SIZE] + (_CAPTURED in d) + ("message" in d) + ("asctime" in d)
+            # Nothing set since makeRecord, or only what never goes on a line.
+            and (len(d) == extra.size or _only_late_attrs(d, extra.size))
         ):
-            found = stashed  # ObslogLogger's extra fields, as they are
+            found = extra.fields  # ObslogLogger's extra fields, as they are
         else:
             found = self._scan(d)
         if found:
@@ -379,13 +400,13 @@ class JsonFormatter(BaseJsonFormatter):
 
     def _record_extras(self, d: dict[str, Any]) -> Mapping[str, Any]:
         """Return the attributes of a record's ``__dict__`` *d* that go on the line."""
-        stashed = d.get(_EXTRA)
+        extra = d.get(_EXTRA)
         if (
-            stashed is not None
+            extra is not None
             and self._default_skip
-            and len(d) == d[_EXTRA_SIZE] + (_CAPTURED in d) + ("message" in d) + ("asctime" in d)
+            and (len(d) == extra.size or _only_late_attrs(d, extra.size))
         ):
-            fields: Mapping[str, Any] = stashed
+            fields: Mapping[str, Any] = extra.fields
             return fields
         return self._scan(d)
 
@@ -723,8 +744,10 @@ class ObslogLogger(logging.Logger):
                         key = str(key)
                     clean[f"extra_{key}" if key in _LOG_RECORD_KEYS else key] = value
             d.update(clean)
-            d[_EXTRA] = clean
-            d[_EXTRA_SIZE] = len(d) + 1  # this one included
+            # Set field by field: an __init__ frame would cost more than the rest of this branch.
+            extra = d[_EXTRA] = _new(_Extra)
+            extra.fields = clean
+            extra.size = len(d)
         return record
 
 

@@ -915,3 +915,50 @@ class TestFilteredOutCalls:
         log.debug("b")
 
         assert ["a", "b"] == calls
+
+
+class TestExtraAfterMakeRecord:
+    def test_late_attributes_of_logging_and_obslog_are_not_fields(self):
+        """message/asctime (a logging.Formatter's) and the captured context are never fields."""
+        obslog.configure(stream=io.StringIO())
+        log = logging.getLogger("t.extra.late")
+        log.propagate = False
+        text = io.StringIO()
+        plain = logging.StreamHandler(text)
+        plain.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(obslog.JsonFormatter())
+        handler.addFilter(obslog.ContextFilter())
+        log.handlers[:] = [plain, handler]
+
+        log.info("hi", extra={"order_id": 7})
+
+        line = json.loads(stream.getvalue())
+        assert (7, set()) == (line["order_id"], {"message", "asctime", "_obslog"} & set(line))
+
+    def test_attribute_set_by_a_filter_after_make_record_is_written(self):
+        """A filter's attribute set after makeRecord reaches the line beside the extra fields."""
+        obslog.configure(stream=io.StringIO())
+        log = logging.getLogger("t.extra.filter")
+        log.propagate = False
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(obslog.JsonFormatter())
+
+        def tag(record):
+            record.tenant = "acme"
+            return True
+
+        handler.addFilter(tag)
+        log.handlers[:] = [handler]
+
+        log.info("hi", extra={"order_id": 7})
+
+        line = json.loads(stream.getvalue())
+        assert (7, "acme") == (line["order_id"], line["tenant"])
+
+    def teardown_method(self):
+        """Remove the handlers the tests put on their loggers."""
+        for name in ("t.extra.late", "t.extra.filter"):
+            logging.getLogger(name).handlers.clear()
