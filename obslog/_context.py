@@ -53,6 +53,8 @@ _MAX_PENDING = 256  # samples of one name kept before they are folded
 # Keys a bound field may not take: the line's own schema.  A clash is kept under ``extra_<key>``.
 RESERVED_FIELDS = BOUND_RESERVED
 
+_NO_CTX: dict[str, Any] = {}  # the context of a scope not yet entered; never mutated
+
 Listener = Callable[["Scope"], None]
 _start_listeners: tuple[Listener, ...] = ()
 _end_listeners: tuple[Listener, ...] = ()
@@ -205,7 +207,7 @@ class Scope(_AsyncWith):
         self.end: float | None = None
         self._entered = False
         self._token: contextvars.Token[Scope | None] | None = None
-        self._ctx: dict[str, Any] = {}
+        self._ctx: dict[str, Any] = _NO_CTX  # built when entered or bound
         self._timings: dict[str, dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
@@ -264,12 +266,14 @@ class Scope(_AsyncWith):
                 n = len(samples)
                 if not n:
                     continue
-                batch = samples[:n]
+                # Time can go backwards on some platforms: never below zero.
+                if n == 1:  # one call of this name since the last fold: the common case
+                    total = longest = max(samples[0], 0.0) * 1000.0
+                else:  # sum and max in C, not per sample in Python
+                    batch = samples[:n]
+                    total = max(sum(batch), 0.0) * 1000.0
+                    longest = max(max(batch), 0.0) * 1000.0
                 del samples[:n]  # appends made meanwhile sit after index n and stay
-                # Sum and max in C, not per sample in Python; time can go backwards on some
-                # platforms: never below zero.
-                total = max(sum(batch), 0.0) * 1000.0
-                longest = max(max(batch), 0.0) * 1000.0
                 entry = timers.get(name)
                 if entry is None:
                     timers[name] = [n, total, longest]
