@@ -22,12 +22,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
+from structlog.contextvars import merge_contextvars
 from structlog.typing import EventDict
 
 from . import _stats
@@ -95,6 +98,15 @@ def render_to_stdlib(logger: Any, method_name: str, event_dict: EventDict) -> Re
     .. versionchanged:: 0.2.0 ``level``, ``timestamp`` and ``logger`` keywords are kept as
        ``extra_<key>`` instead of being dropped.
     """
+    return _render(
+        getattr(logger, "name", None) or "root", method_name, event_dict, time.time(), os.getpid()
+    )
+
+
+def _render(
+    logger_name: str, method_name: str, event_dict: EventDict, created: float, pid: int
+) -> RenderedLine:
+    """Render *event_dict* (its ``event``, ``exc_info`` and ``stack_info`` taken out) as a line."""
     event = event_dict.pop("event", "")
     exc_info = event_dict.pop("exc_info", None)
     stack_info = event_dict.pop("stack_info", None)
@@ -102,11 +114,11 @@ def render_to_stdlib(logger: Any, method_name: str, event_dict: EventDict) -> Re
         exc_info = sys.exc_info()
     ctx, timings = capture()
     line = build(
-        time.time(),
+        created,
         _METHOD_LEVEL.get(method_name, method_name),
-        getattr(logger, "name", None) or "root",
+        logger_name,
         event,
-        os.getpid(),
+        pid,
         ctx,
         timings,
         event_dict,
@@ -117,117 +129,182 @@ def render_to_stdlib(logger: Any, method_name: str, event_dict: EventDict) -> Re
     return RenderedLine(render(line, CONFIG.fmt))
 
 
+# -- the record of a rendered line -------------------------------------------------------------
+
+# Where a structlog line's record says it comes from (its caller is on the line, when asked for).
+_SOURCE = "(structlog)"
+
+
+def _record(name: str, levelno: int, msg: str, created: float, pid: int) -> logging.LogRecord:
+    """Return the ``LogRecord`` of a rendered line, from the record factory."""
+    return logging.getLogRecordFactory()(name, levelno, _SOURCE, 0, msg, None, None)
+
+
+# -- the bound logger: level methods from a table, _nop below the stdlib logger's level -----------
+
+# structlog's level methods and the stdlib level each one logs at.
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+# The chain obslog.configure() installs; a logger with it renders without running the chain.
+_OBSLOG_CHAIN = [merge_contextvars, render_to_stdlib]
+# logging's lock: the stdlib fills and clears its loggers' level caches while holding it.
+_LOGGING_LOCK = getattr(logging, "_lock", None) or threading.RLock()
+
+
+def _nop(*args: Any, **kw: Any) -> None:
+    """Stand in for a level method below the stdlib logger's level: return at once."""
+
+
+def _level_method(name: str) -> Callable[..., None]:
+    """Return the level method *name* of :data:`_METHOD_LEVELS`."""
+    level = _METHOD_LEVELS[name]
+    exception = name == "exception"
+
+    def method(self: BoundLogger, event: Any = None, *args: Any, **kw: Any) -> None:
+        if not self._logger.isEnabledFor(level):
+            self._nop_below_level()
+            return
+        if exception:
+            kw.setdefault("exc_info", True)
+        self._log(name, level, event, args, kw)
+
+    method.__name__ = method.__qualname__ = name
+    doing = " with the exception being handled" if exception else ""
+    method.__doc__ = f"Log *event* at {logging.getLevelName(level)}{doing}."
+    return method
+
+
+def _method_of(level: int) -> str:
+    """Return the level method that logs at the numeric *level* (``info`` for a custom level)."""
+    name = logging.getLevelName(level)
+    method = name.lower() if isinstance(name, str) else "info"
+    return method if method in _METHOD_LEVEL else "info"
+
+
 class BoundLogger(structlog.BoundLoggerBase):
     """
     A structlog bound logger over a stdlib ``logging.Logger`` that never raises into the caller.
 
-    Level filtering is the stdlib logger's (one place to set levels); a filtered-out call returns
-    before any processor runs.  A processor that raises is counted in
+    Levels are the stdlib logger's (one place to set them).  A level method below it is
+    ``_nop``, as in structlog's filtering loggers: the first call finds the level off and puts
+    ``_nop`` in place of every method below the level, in the stdlib logger's own level cache
+    (``Logger._cache``, this logger's attribute dict), which logging empties whenever a level
+    changes (``setLevel()`` on any logger, ``logging.disable()``).  So a filtered-out call costs
+    one call, and a level set at runtime takes effect at once, for cached loggers too.
+
+    With the chain :func:`obslog.configure` installs (``merge_contextvars``, then
+    :func:`render_to_stdlib`), the line is rendered without running the chain, to the same
+    result; any other chain runs as structlog runs it.  A processor that raises is counted in
     ``obslog.stats()["render_errors"]`` and the event is still written, in degraded form.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       Level methods below the level are ``_nop``.
     """
 
-    def _emit(
-        self, method: str, levelno: int, event: Any, args: tuple[Any, ...], kw: dict[str, Any]
-    ) -> Any:
-        # Callers have checked isEnabledFor(levelno): a filtered-out call costs one method call.
-        stdlib_logger = self._logger
+    # Kept out of the attribute dict, which is the stdlib logger's level cache.
+    __slots__ = ("_context", "_logger", "_processors")
+
+    def __init__(self, logger: Any, processors: Any, context: Any) -> None:
+        super().__init__(logger, processors, context)
+        cache = getattr(logger, "_cache", None)
+        if cache.__class__ is dict and self.__class__ is BoundLogger:
+            # A subclass may keep attributes of its own: it decides its levels on every call.
+            self.__dict__ = cache
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Copy and pickle the logger, not the level cache it shares."""
+        return (self.__class__, (self._logger, self._processors, self._context))
+
+    def _nop_below_level(self) -> None:
+        """Put ``_nop`` in place of every level method below the stdlib logger's level."""
+        logger = self._logger
+        methods = self.__dict__
+        if methods is not getattr(logger, "_cache", None):
+            return
+        with _LOGGING_LOCK:  # a level changed meanwhile is cleared after this
+            if logger.disabled:  # not a level, and not cached by logging either
+                return
+            for name, level in _METHOD_LEVELS.items():
+                if not logger.isEnabledFor(level):
+                    methods[name] = _nop
+
+    def _log(
+        self, method: str, level: int, event: Any, args: tuple[Any, ...], kw: dict[str, Any]
+    ) -> None:
+        """Render the event and hand its record to the stdlib logger (the level is enabled)."""
+        logger = self._logger
         try:
             if args:
                 event = event % args
-            line_args, line_kw = self._process_event(method, event, kw)
+            if self._processors == _OBSLOG_CHAIN:
+                # What structlog's _process_event does with this chain, without running it.
+                context = self._context
+                event_dict = {**context, **kw} if context else kw
+                if event is not None:
+                    event_dict["event"] = event
+                merge_contextvars(logger, method, event_dict)
+                created = time.time()
+                pid = os.getpid()
+                line = _render(logger.name, method, event_dict, created, pid)
+                record = _record(logger.name, level, line, created, pid)
+            else:
+                line_args, line_kw = self._process_event(method, event, kw)
+                if line_kw or len(line_args) != 1:  # a custom last processor: stdlib formats
+                    logger.log(level, *line_args, **line_kw)
+                    return
+                record = _record(logger.name, level, line_args[0], time.time(), os.getpid())
         except structlog.DropEvent:
-            return None
+            return
         except Exception as exc:  # logging must not raise into the application
             _stats.incr("render_errors")
             try:
                 extras: dict[str, Any] | None = {**self._context, **kw}
             except Exception:
                 extras = None
-            line_args = (
-                RenderedLine(
-                    degraded(
-                        _METHOD_LEVEL[method], stdlib_logger.name, event, exc, extras=extras
-                    )
-                ),
+            line = RenderedLine(
+                degraded(_METHOD_LEVEL[method], logger.name, event, exc, extras=extras)
             )
-            line_kw = {}
+            record = _record(logger.name, level, line, time.time(), os.getpid())
         try:
-            if line_kw or len(line_args) != 1:  # a custom last processor: let the stdlib format
-                return stdlib_logger.log(levelno, *line_args, **line_kw)
-            # The line is complete; skip Logger._log's findCaller, whose frame would be ours anyway.
-            record = logging.getLogRecordFactory()(
-                stdlib_logger.name, levelno, "(structlog)", 0, line_args[0], None, None
-            )
-            stdlib_logger.handle(record)
+            # The line is complete: Logger._log's findCaller and makeRecord are not needed.
+            logger.handle(record)
         except Exception:
             _stats.incr("dropped")
-        return None
 
-    def debug(self, event: Any = None, *args: Any, **kw: Any) -> Any:
-        """Log *event* at DEBUG."""
-        if not self._logger.isEnabledFor(logging.DEBUG):
-            return None
-        return self._emit("debug", logging.DEBUG, event, args, kw)
+    debug = _level_method("debug")
+    info = msg = _level_method("info")
+    warning = warn = _level_method("warning")
+    error = _level_method("error")
+    exception = _level_method("exception")
+    critical = fatal = _level_method("critical")
 
-    def info(self, event: Any = None, *args: Any, **kw: Any) -> Any:
-        """Log *event* at INFO."""
-        if not self._logger.isEnabledFor(logging.INFO):
-            return None
-        return self._emit("info", logging.INFO, event, args, kw)
-
-    msg = info
-
-    def warning(self, event: Any = None, *args: Any, **kw: Any) -> Any:
-        """Log *event* at WARNING."""
-        if not self._logger.isEnabledFor(logging.WARNING):
-            return None
-        return self._emit("warning", logging.WARNING, event, args, kw)
-
-    warn = warning
-
-    def error(self, event: Any = None, *args: Any, **kw: Any) -> Any:
-        """Log *event* at ERROR."""
-        if not self._logger.isEnabledFor(logging.ERROR):
-            return None
-        return self._emit("error", logging.ERROR, event, args, kw)
-
-    def exception(self, event: Any = None, *args: Any, **kw: Any) -> Any:
-        """Log *event* at ERROR with the exception being handled."""
-        if not self._logger.isEnabledFor(logging.ERROR):
-            return None
-        kw.setdefault("exc_info", True)
-        return self._emit("exception", logging.ERROR, event, args, kw)
-
-    def critical(self, event: Any = None, *args: Any, **kw: Any) -> Any:
-        """Log *event* at CRITICAL."""
-        if not self._logger.isEnabledFor(logging.CRITICAL):
-            return None
-        return self._emit("critical", logging.CRITICAL, event, args, kw)
-
-    fatal = critical
-
-    def log(self, level: int, event: Any = None, *args: Any, **kw: Any) -> Any:
+    def log(self, level: int, event: Any = None, *args: Any, **kw: Any) -> None:
         """Log *event* at the numeric *level*."""
-        if not self._logger.isEnabledFor(level):
-            return None
-        name = logging.getLevelName(level)
-        method = name.lower() if isinstance(name, str) and name.lower() in _METHOD_LEVEL else "info"
-        return self._emit(method, level, event, args, kw)
+        if self._logger.isEnabledFor(level):
+            self._log(_method_of(level), level, event, args, kw)
 
-    async def ainfo(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+    async def ainfo(self, event: Any = None, *args: Any, **kw: Any) -> None:
         """Log *event* at INFO (async spelling; logging itself does not block on I/O here)."""
-        return self.info(event, *args, **kw)
+        self.info(event, *args, **kw)
 
-    async def awarning(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+    async def awarning(self, event: Any = None, *args: Any, **kw: Any) -> None:
         """Log *event* at WARNING (async spelling)."""
-        return self.warning(event, *args, **kw)
+        self.warning(event, *args, **kw)
 
-    async def aerror(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+    async def aerror(self, event: Any = None, *args: Any, **kw: Any) -> None:
         """Log *event* at ERROR (async spelling)."""
-        return self.error(event, *args, **kw)
+        self.error(event, *args, **kw)
 
-    async def adebug(self, event: Any = None, *args: Any, **kw: Any) -> Any:
+    async def adebug(self, event: Any = None, *args: Any, **kw: Any) -> None:
         """Log *event* at DEBUG (async spelling)."""
-        return self.debug(event, *args, **kw)
+        self.debug(event, *args, **kw)

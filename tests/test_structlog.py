@@ -5,9 +5,13 @@ disabled levels (obslog.processors).
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
+import multiprocessing
+import os
+import threading
 
 from collections.abc import Iterator
 
@@ -17,7 +21,7 @@ import structlog
 import obslog
 
 from obslog._schema import PROTECTED
-from obslog.processors import BoundLogger, add_context, redact_secrets, render_to_stdlib
+from obslog.processors import BoundLogger, _nop, add_context, redact_secrets, render_to_stdlib
 from obslog.testing import CapturedLines, capture_lines
 
 
@@ -267,3 +271,242 @@ class TestDisabledLevels:
         """configure() makes structlog loggers obslog BoundLoggers."""
         log = structlog.get_logger("t.wrapper").bind()
         assert isinstance(log, BoundLogger)
+
+
+class TestRuntimeLevels:
+    """Level methods below the level are no-ops that follow the stdlib level as it changes."""
+
+    def test_set_level_at_runtime_reaches_a_cached_logger(self, captured):
+        """setLevel() on the stdlib logger, up and down, applies to a cached structlog logger."""
+        std = logging.getLogger("t.runtime")
+        std.setLevel(logging.INFO)
+        log = structlog.get_logger("t.runtime")
+        log.debug("off 1")
+        log.info("on 1")
+        std.setLevel(logging.DEBUG)
+        log.debug("on 2")
+        std.setLevel(logging.WARNING)
+        log.debug("off 2")
+        log.info("off 3")
+        log.warning("on 3")
+        std.setLevel(logging.NOTSET)  # the root's INFO again
+        log.debug("off 4")
+        log.info("on 4")
+        assert ["on 1", "on 2", "on 3", "on 4"] == [line["event"] for line in captured]
+
+    def test_parent_level_and_logging_disable(self, captured):
+        """A parent's setLevel() and logging.disable() reach the level methods of a child."""
+        log = structlog.get_logger("t.parent.child")
+        log.info("on 1")
+        logging.getLogger("t.parent").setLevel(logging.ERROR)
+        log.info("off 1")
+        log.error("on 2")
+        logging.disable(logging.CRITICAL)
+        try:
+            log.critical("off 2")
+        finally:
+            logging.disable(logging.NOTSET)
+        logging.getLogger("t.parent").setLevel(logging.NOTSET)
+        log.info("on 3")
+        assert ["on 1", "on 2", "on 3"] == [line["event"] for line in captured]
+
+    def test_disabled_logger_comes_back(self, captured):
+        """A logger switched off with ``disabled`` (as dictConfig does) writes again when on."""
+        std = logging.getLogger("t.switched")
+        log = structlog.get_logger("t.switched")
+        std.disabled = True
+        try:
+            log.info("off")
+            log.debug("off")
+        finally:
+            std.disabled = False
+        log.info("on")
+        assert ["on"] == [line["event"] for line in captured]
+
+    def test_bound_copies_share_the_level(self, captured):
+        """Loggers made by bind() and copy.copy() follow a level change as the original does."""
+        std = logging.getLogger("t.shared")
+        std.setLevel(logging.WARNING)
+        log = structlog.get_logger("t.shared").bind(a=1)
+        log.info("off")
+        bound = log.bind(b=2)
+        copied = copy.copy(bound)
+        std.setLevel(logging.INFO)
+        bound.info("bound")
+        copied.info("copied")
+        log.info("original")
+        assert [("bound", 2), ("copied", 2), ("original", None)] == [
+            (line["event"], line.get("b")) for line in captured
+        ]
+
+    def test_subclass_keeps_its_own_attributes(self, captured):
+        """A BoundLogger subclass keeps attributes of its own across level changes."""
+
+        class Tagged(BoundLogger):
+            def tagged(self, event):
+                self.last = event
+                self.info(event)
+
+        structlog.configure(wrapper_class=Tagged)
+        std = logging.getLogger("t.sub")
+        log = structlog.get_logger("t.sub").bind()
+        log.tagged("on 1")
+        std.setLevel(logging.WARNING)
+        log.info("off")
+        std.setLevel(logging.NOTSET)
+        log.tagged("on 2")
+        assert "on 2" == log.last
+        assert ["on 1", "on 2"] == [line["event"] for line in captured]
+
+    def test_filtered_out_call_is_a_nop(self, captured):
+        """After one filtered-out call, every level method below the level is a no-op."""
+        log = structlog.get_logger("t.nop").bind()
+        logging.getLogger("t.nop").setLevel(logging.ERROR)
+        log.debug("off")
+        below = ("debug", "info", "warning", "warn")
+        assert {True} == {getattr(log, name) is _nop for name in below}
+        assert _nop is not log.error
+        logging.getLogger("t.nop").setLevel(logging.NOTSET)
+        assert _nop is not log.debug
+
+
+class _Records(logging.Handler):
+    """Keeps the records it is given; formats them with a classic formatter on demand."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(fmt))
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def texts(self) -> list[str]:
+        """The records as the classic formatter writes them."""
+        return [self.format(record) for record in self.records]
+
+
+@pytest.fixture(name="records")
+def _records() -> Iterator[_Records]:
+    """A second handler, with a classic ``logging.Formatter``, on the ``t.rec`` logger."""
+    handler = _Records(
+        "%(threadName)s %(processName)s %(process)d %(name)s %(levelname)s %(message)s"
+    )
+    logger = logging.getLogger("t.rec")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+class TestRecord:
+    """The record a structlog line is handed to the stdlib in is a complete LogRecord."""
+
+    def test_classic_formatter_on_another_handler(self, captured, records):
+        """A classic formatter on a second handler sees the thread, process, name and level."""
+        log = structlog.get_logger("t.rec")
+        worker = threading.Thread(target=lambda: log.warning("from a thread", k=1), name="worker-7")
+        worker.start()
+        worker.join()
+        (text,) = records.texts
+        (line,) = captured
+        prefix = f"worker-7 MainProcess {os.getpid()} t.rec WARNING "
+        assert prefix + records.records[0].msg == text
+        assert line == json.loads(records.records[0].getMessage())
+
+    def test_process_name_from_multiprocessing(self, captured, records):
+        """With multiprocessing loaded, processName is the current process's name, as in stdlib."""
+        process = multiprocessing.current_process()
+        saved = process.name
+        process.name = "Worker-3"
+        try:
+            structlog.get_logger("t.rec").info("x")
+        finally:
+            process.name = saved
+        assert "Worker-3" == records.records[0].processName
+
+    def test_same_attributes_as_a_logrecord(self, captured, records):
+        """The record has a LogRecord's attributes, in order, with the values the stdlib gives."""
+        structlog.get_logger("t.rec").error("x")
+        (record,) = records.records
+        made = logging.LogRecord("t.rec", logging.ERROR, "(structlog)", 0, record.msg, None, None)
+        records.format(made)  # as the handler formatted the record: "message" added
+        assert list(made.__dict__) == list(record.__dict__)
+        varying = {"created", "msecs", "relativeCreated"}
+        assert {k: v for k, v in made.__dict__.items() if k not in varying} == {
+            k: v for k, v in record.__dict__.items() if k not in varying
+        }
+        assert logging.LogRecord is type(record)
+        assert 0 <= made.created - record.created < 5
+        assert int((record.created - int(record.created)) * 1000) == int(record.msecs)
+        assert 0 <= made.relativeCreated - record.relativeCreated < 5000
+
+    def test_custom_record_factory(self, captured, records, monkeypatch):
+        """A record factory set with logging.setLogRecordFactory makes the records."""
+        made = logging.getLogRecordFactory()
+
+        def factory(*args, **kwargs):
+            record = made(*args, **kwargs)
+            record.host = "h1"
+            return record
+
+        monkeypatch.setattr(logging, "_logRecordFactory", factory)
+        structlog.get_logger("t.rec").info("x")
+        assert "h1" == records.records[0].host
+
+    def test_thread_and_process_switches(self, captured, records, monkeypatch):
+        """logThreads, logProcesses and logMultiprocessing off leave those attributes None."""
+        monkeypatch.setattr(logging, "logThreads", False)
+        monkeypatch.setattr(logging, "logProcesses", False)
+        monkeypatch.setattr(logging, "logMultiprocessing", False)
+        structlog.get_logger("t.rec").info("x")
+        (record,) = records.records
+        assert (None, None, None, None) == (
+            record.thread, record.threadName, record.processName, record.process
+        )
+        assert os.getpid() == captured[0]["pid"]
+
+    def test_added_level_name(self, captured, records):
+        """A level renamed with logging.addLevelName is the record's levelname."""
+        structlog.get_logger("t.rec").warning("x")
+        logging.addLevelName(logging.WARNING, "WARN")
+        try:
+            structlog.get_logger("t.rec").warning("y")
+        finally:
+            logging.addLevelName(logging.WARNING, "WARNING")
+        assert ["WARNING", "WARN"] == [r.levelname for r in records.records]
+
+
+class TestInlineChain:
+    def test_same_lines_as_running_the_chain(self, captured):
+        """The chain configure() installs, run inline, writes what running it in turn writes."""
+
+        def passthrough(logger, method_name, event_dict):
+            return event_dict
+
+        def calls(log):
+            structlog.contextvars.bind_contextvars(tenant="acme", order_id=0, event="ctxvar")
+            try:
+                log.info("first %s", "arg", order_id=1)
+                log.bind(event="bound").info(None, k=2)
+                log.info(None)
+                log.bind(user=7, password="p").warning("bound", user=8, nested={"token": "t"})
+                try:
+                    raise ValueError("bad")
+                except ValueError:
+                    log.exception("failed", stack_info="stack text")
+            finally:
+                structlog.contextvars.clear_contextvars()
+
+        calls(structlog.get_logger("t.inline"))
+        structlog.configure(
+            processors=[structlog.contextvars.merge_contextvars, passthrough, render_to_stdlib]
+        )
+        calls(structlog.get_logger("t.inline"))
+        inline, chained = captured[:5], captured[5:]
+        assert 5 == len(chained)
+        strip = {"timestamp", "stack"}
+        assert [{k: v for k, v in line.items() if k not in strip} for line in chained] == [
+            {k: v for k, v in line.items() if k not in strip} for line in inline
+        ]
+        assert [list(line) for line in chained] == [list(line) for line in inline]
