@@ -133,11 +133,78 @@ def _render(
 
 # Where a structlog line's record says it comes from (its caller is on the line, when asked for).
 _SOURCE = "(structlog)"
+# The attributes ``logging.LogRecord.__init__`` sets, in its order, on the versions that
+# :func:`_record` knows (3.10 and 3.11 set these; newer ones add some, and get the factory's).
+_RECORD_KEYS = (
+    "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module", "exc_info",
+    "exc_text", "stack_info", "lineno", "funcName", "created", "msecs", "relativeCreated",
+    "thread", "threadName", "processName", "process",
+)  # fmt: skip
+
+
+def _same_as_logrecord() -> bool:
+    """Return whether :func:`_record` makes exactly what ``logging.LogRecord`` makes here."""
+    probe = logging.LogRecord("probe", logging.INFO, _SOURCE, 0, "", None, None)
+    start = getattr(logging, "_startTime", None)
+    if start is None or tuple(probe.__dict__) != _RECORD_KEYS:
+        return False
+    created = probe.created
+    # The time arithmetic differs between Python versions: check it against a real record.
+    return bool(
+        int((created - int(created)) * 1000) + 0.0 == probe.msecs
+        and (created - start) * 1000 == probe.relativeCreated
+    )
+
+
+# Decided once: where it is not the same, every record comes from the record factory.
+_FAST_RECORDS = _same_as_logrecord()
+_START_TIME: float = getattr(logging, "_startTime", 0.0)
+# The attributes that do not change between records of one level, as LogRecord computes them.
+_RECORD_TEMPLATES: dict[int, dict[str, Any]] = {}
 
 
 def _record(name: str, levelno: int, msg: str, created: float, pid: int) -> logging.LogRecord:
-    """Return the ``LogRecord`` of a rendered line, from the record factory."""
-    return logging.getLogRecordFactory()(name, levelno, _SOURCE, 0, msg, None, None)
+    """
+    Return the ``LogRecord`` of a rendered line: every attribute as ``logging.LogRecord`` sets it.
+
+    The line's own time and pid are the record's.  A record factory set with
+    ``logging.setLogRecordFactory`` makes it instead.  The attributes the stdlib computes the
+    same way for every record of a level (``levelno``, ``pathname``, ``filename``, ``module``...)
+    are copied from one it made; the others are computed here, as it does, every time.
+    """
+    factory = logging.getLogRecordFactory()
+    if factory is not logging.LogRecord or not _FAST_RECORDS:
+        return factory(name, levelno, _SOURCE, 0, msg, None, None)
+    template = _RECORD_TEMPLATES.get(levelno)
+    if template is None:
+        made = logging.LogRecord("", levelno, _SOURCE, 0, "", None, None)
+        template = _RECORD_TEMPLATES[levelno] = dict(made.__dict__)
+    fields = template.copy()
+    fields["name"] = name
+    fields["msg"] = msg
+    fields["levelname"] = logging.getLevelName(levelno)  # addLevelName() may rename it
+    fields["created"] = created
+    fields["msecs"] = int((created - int(created)) * 1000) + 0.0
+    fields["relativeCreated"] = (created - _START_TIME) * 1000
+    if logging.logThreads:
+        fields["thread"] = threading.get_ident()
+        fields["threadName"] = threading.current_thread().name
+    else:
+        fields["thread"] = fields["threadName"] = None
+    process_name: str | None = None
+    if logging.logMultiprocessing:
+        process_name = "MainProcess"
+        mp = sys.modules.get("multiprocessing")
+        if mp is not None:
+            try:  # noqa: SIM105 - hot path: a try costs nothing, contextlib.suppress() does
+                process_name = mp.current_process().name
+            except Exception:  # as LogRecord: keep the default
+                pass
+    fields["processName"] = process_name
+    fields["process"] = pid if logging.logProcesses else None
+    record: logging.LogRecord = object.__new__(logging.LogRecord)
+    record.__dict__ = fields
+    return record
 
 
 # -- the bound logger: level methods from a table, _nop below the stdlib logger's level -----------

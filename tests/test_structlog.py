@@ -20,6 +20,7 @@ import structlog
 
 import obslog
 
+from obslog._render import format_timestamp
 from obslog._schema import PROTECTED
 from obslog.processors import BoundLogger, _nop, add_context, redact_secrets, render_to_stdlib
 from obslog.testing import CapturedLines, capture_lines
@@ -440,6 +441,12 @@ class TestRecord:
         assert 0 <= made.created - record.created < 5
         assert int((record.created - int(record.created)) * 1000) == int(record.msecs)
         assert 0 <= made.relativeCreated - record.relativeCreated < 5000
+
+    def test_record_time_is_the_line_time(self, captured, records):
+        """The record's created time is the line's timestamp."""
+        structlog.get_logger("t.rec").info("x")
+        (record,) = records.records
+        assert format_timestamp(record.created) == captured[0]["timestamp"]
 
     def test_custom_record_factory(self, captured, records, monkeypatch):
         """A record factory set with logging.setLogRecordFactory makes the records."""
