@@ -34,8 +34,9 @@ from ._context import (
     request_scope,
     scope,
 )
+from ._logger import ObslogLogger
 from ._stats import snapshot as stats
-from ._stdlib import ConsoleFormatter, ContextFilter, JsonFormatter, ObslogLogger, RenderedLine
+from ._stdlib import ConsoleFormatter, ContextFilter, JsonFormatter, RenderedLine
 from ._timers import timed
 
 

@@ -15,7 +15,8 @@ from typing import IO, Any
 import structlog
 
 from . import _config
-from ._stdlib import JsonFormatter, install_logger_class, make_formatter
+from ._logger import install_logger_class
+from ._stdlib import JsonFormatter, make_formatter
 from .processors import BoundLogger, render_to_stdlib
 
 

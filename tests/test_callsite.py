@@ -18,7 +18,7 @@ import structlog
 
 import obslog
 
-from obslog._stdlib import ObslogLogger
+from obslog import ObslogLogger
 
 
 NO_CALLER = ("(unknown file)", 0, "(unknown function)", None)
