@@ -26,6 +26,7 @@ import threading
 import time
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -223,8 +224,30 @@ _METHOD_LEVELS = {
 }
 # The chain obslog.configure() installs; a logger with it renders without running the chain.
 _OBSLOG_CHAIN = [merge_contextvars, render_to_stdlib]
+# structlog's own context variables by prefixed name, as bind_contextvars() registers them
+# (None: this structlog keeps them elsewhere, and merge_contextvars runs on every line).
+_STRUCTLOG_VARS: dict[str, ContextVar[Any]] | None = getattr(
+    structlog.contextvars, "_CONTEXT_VARS", None
+)
+_PREFIX_LEN = len(structlog.contextvars.STRUCTLOG_KEY_PREFIX)
 # logging's lock: the stdlib fills and clears its loggers' level caches while holding it.
 _LOGGING_LOCK = getattr(logging, "_lock", None) or threading.RLock()
+
+
+def _merge_contextvars(logger: Any, method: str, event_dict: EventDict) -> None:
+    """
+    Add what ``bind_contextvars()`` bound in this context, as ``merge_contextvars`` does.
+
+    structlog's processor copies the whole context and scans every variable in it; here only
+    structlog's own variables are read, and none when nothing was ever bound.
+    """
+    if _STRUCTLOG_VARS is None:
+        merge_contextvars(logger, method, event_dict)
+        return
+    for name, var in _STRUCTLOG_VARS.items():
+        value = var.get()
+        if value is not Ellipsis:  # unbound, or cleared
+            event_dict.setdefault(name[_PREFIX_LEN:], value)
 
 
 def _nop(*args: Any, **kw: Any) -> None:
@@ -319,7 +342,8 @@ class BoundLogger(structlog.BoundLoggerBase):
                 event_dict = {**context, **kw} if context else kw
                 if event is not None:
                     event_dict["event"] = event
-                merge_contextvars(logger, method, event_dict)
+                if _STRUCTLOG_VARS is None or _STRUCTLOG_VARS:  # something was ever bound
+                    _merge_contextvars(logger, method, event_dict)
                 created = time.time()
                 pid = os.getpid()
                 line = _render(logger.name, method, event_dict, created, pid)

@@ -5,6 +5,7 @@ disabled levels (obslog.processors).
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import io
 import json
@@ -492,7 +493,7 @@ class TestInlineChain:
             return event_dict
 
         def calls(log):
-            structlog.contextvars.bind_contextvars(tenant="acme", order_id=0, event="ctxvar")
+            structlog.contextvars.bind_contextvars(tenant="acme", order_id=0, event="cv", zone=3)
             try:
                 log.info("first %s", "arg", order_id=1)
                 log.bind(event="bound").info(None, k=2)
@@ -516,4 +517,28 @@ class TestInlineChain:
         assert [{k: v for k, v in line.items() if k not in strip} for line in chained] == [
             {k: v for k, v in line.items() if k not in strip} for line in inline
         ]
-        assert [list(line) for line in chained] == [list(line) for line in inline]
+        # Keys bound with bind_contextvars come in the order they were bound (structlog's scan
+        # follows the context's internal order instead); every other key keeps its place.
+        bound = {"tenant", "zone"}
+        assert [[k for k in line if k not in bound] for line in chained] == [
+            [k for k in line if k not in bound] for line in inline
+        ]
+
+    def test_contextvars_bound_unbound_and_per_context(self, captured):
+        """Contextvars appear until unbound or cleared, only in their context; keywords win."""
+        log = structlog.get_logger("t.ctxvars")
+        structlog.contextvars.bind_contextvars(a=1, b=2)
+        log.info("both", b=20)
+        structlog.contextvars.unbind_contextvars("a")
+        log.info("b only")
+
+        def in_a_copy():
+            structlog.contextvars.bind_contextvars(c=3)
+            log.info("c")
+
+        contextvars.copy_context().run(in_a_copy)
+        structlog.contextvars.clear_contextvars()
+        log.info("none")
+        assert [(1, 20, None), (None, 2, None), (None, 2, 3), (None, None, None)] == [
+            (line.get("a"), line.get("b"), line.get("c")) for line in captured
+        ]
