@@ -323,6 +323,36 @@ class TestGeneratorsHoldingScopes:
         assert before + 1 == obslog.stats()["scope_foreign_exits"]
 
 
+class _LateName(str):
+    """A timer name whose hash, when armed, first records a timer of another name."""
+
+    armed = False
+
+    def __hash__(self) -> int:
+        if _LateName.armed:
+            _LateName.armed = False
+            with obslog.timed("late_name"):  # as another thread may do at this moment
+                pass
+        return str.__hash__(self)
+
+
+class TestScopeFold:
+    def test_name_added_while_the_scope_folds(self):
+        """A timer name added while the scope folds its timers is kept and nothing raises."""
+        with obslog.scope("batch") as batch:
+            batch.emit = False
+            with obslog.timed(_LateName("first")):
+                pass
+            _LateName.armed = True
+            try:
+                first = batch.timings()  # hashes "first" while folding
+            finally:
+                _LateName.armed = False
+            counts = {name: entry[0] for name, entry in batch.timers.items()}
+        assert ["first"] == list(first)
+        assert {"first": 1, "late_name": 1} == counts
+
+
 class TestSharedTimer:
     """Issue 8, finding 9: one module-level timed instance shared by every thread is exact."""
 

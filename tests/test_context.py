@@ -528,6 +528,26 @@ class TestCanonicalLine:
         (line,) = list(out)
         assert ("shop.access", "request") == (line["logger"], line["event"])
 
+    def test_canonical_logger_made_again_gets_the_lines(self, out):
+        """A canonical logger dropped from logging's registry and made again gets the next line."""
+        manager = logging.Logger.manager
+        with obslog.request_scope():
+            pass
+        old = manager.loggerDict.pop("obslog")
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        try:
+            new = logging.getLogger("obslog")
+            new.addHandler(handler)
+            new.propagate = False
+            with obslog.request_scope():
+                pass
+        finally:
+            manager.loggerDict["obslog"] = old
+        assert ["request"] == [record.getMessage() for record in records]
+        assert ["request"] == [line["event"] for line in out]
+
     def test_canonical_logger_level_can_silence_it(self, out):
         """The canonical logger is a normal stdlib logger: its level filters canonical lines."""
         obslog.configure(stream=io.StringIO(), canonical_logger="t.quiet_access")
