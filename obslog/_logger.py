@@ -12,7 +12,9 @@ import sys
 
 from typing import Any
 
+from . import _records
 from ._config import CONFIG
+from ._records import UNKNOWN_FILE
 from ._stdlib import (
     _EXTRA,
     _LOG_RECORD_KEYS,
@@ -28,7 +30,7 @@ from ._stdlib import (
 __all__ = ["ObslogLogger", "install_logger_class"]
 
 # What the stdlib records when it does not look for the caller (``logging._srcfile = None``).
-_NO_CALLER = ("(unknown file)", 0, "(unknown function)", None)
+_NO_CALLER = (UNKNOWN_FILE, 0, "(unknown function)", None)
 # A handler's remembered answer: (formatter, filters, may read the caller).
 _ROUTE_MEMO = "_obslog_reads_caller"
 
@@ -231,9 +233,12 @@ class ObslogLogger(logging.Logger):
         sinfo: str | None = None,
     ) -> logging.LogRecord:
         """Make the record, renaming ``extra`` keys that would clash with record attributes."""
-        record = logging.getLogRecordFactory()(
-            name, level, fn, lno, msg, args, exc_info, func, sinfo
-        )
+        factory = logging.getLogRecordFactory()
+        if fn is UNKNOWN_FILE and factory is logging.LogRecord and _records.FAST:
+            # No caller was looked for (findCaller above): no path to split per record.
+            record = _records.unknown_caller_record(name, level, msg, args, exc_info)
+        else:
+            record = factory(name, level, fn, lno, msg, args, exc_info, func, sinfo)
         if extra is not None:
             d = record.__dict__
             if extra.__class__ is dict and _LOG_RECORD_KEYS.isdisjoint(extra):

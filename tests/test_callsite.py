@@ -318,3 +318,43 @@ class TestCallsiteOption:
         logging.config.dictConfig(config)
 
         assert True is obslog.get_config()["callsite"]
+
+
+class TestRecordWithoutCaller:
+    def test_same_attributes_as_logrecord(self, make_log):
+        """A record made without a caller has LogRecord's attributes, order and values."""
+        log = make_log()
+        seen = []
+        log.handlers[0].addFilter(obslog.ContextFilter())
+        log.handlers[0].format = lambda record: seen.append(record) or ""  # type: ignore[method-assign]
+
+        log.warning("m %(x)s", {"x": 1}, exc_info=False)
+
+        [record] = seen
+        real = logging.LogRecord(
+            log.name, logging.WARNING, "(unknown file)", 0, "m %(x)s", ({"x": 1},), False,
+            "(unknown function)",
+        )  # fmt: skip
+        timed = ("created", "msecs", "relativeCreated")
+        made = {k: v for k, v in record.__dict__.items() if k not in timed and k[:1] != "_"}
+        assert list(real.__dict__) == [k for k in record.__dict__ if k[:1] != "_"]
+        assert {k: v for k, v in real.__dict__.items() if k not in timed} == made
+        assert "m 1" == record.getMessage()
+
+    def test_custom_record_factory_still_makes_records(self, make_log):
+        """With logging.setLogRecordFactory, obslog's logger uses that factory."""
+        log = make_log()
+        original = logging.getLogRecordFactory()
+
+        def factory(*args, **kwargs):
+            record = original(*args, **kwargs)
+            record.tenant = "acme"
+            return record
+
+        logging.setLogRecordFactory(factory)
+        try:
+            log.info("x")
+        finally:
+            logging.setLogRecordFactory(original)
+
+        assert "acme" == lines(log)[0]["tenant"]
