@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+import structlog.testing
 
 import obslog
 
@@ -542,3 +543,13 @@ class TestInlineChain:
         assert [(1, 20, None), (None, 2, None), (None, 2, 3), (None, None, None)] == [
             (line.get("a"), line.get("b"), line.get("c")) for line in captured
         ]
+
+    def test_structlog_capture_logs_sees_cached_loggers(self, captured):
+        """structlog.testing.capture_logs() captures the events of an already cached logger."""
+        log = structlog.get_logger("t.capture")
+        log.info("before")
+        with structlog.testing.capture_logs() as logs:
+            log.info("inside", k=1)
+        log.info("after")
+        assert [{"event": "inside", "k": 1, "log_level": "info"}] == logs
+        assert ["before", "after"] == [line["event"] for line in captured]
