@@ -315,6 +315,10 @@ class BoundLogger(structlog.BoundLoggerBase):
         """Copy and pickle the logger, not the level cache it shares."""
         return (self.__class__, (self._logger, self._processors, self._context))
 
+    def __dir__(self) -> list[str]:
+        """Return the attribute names (the attribute dict also holds the cache's level numbers)."""
+        return [name for name in object.__dir__(self) if name.__class__ is str]
+
     def _nop_below_level(self) -> None:
         """Put ``_nop`` in place of every level method below the stdlib logger's level."""
         logger = self._logger

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import inspect
 import io
 import json
 import logging
@@ -372,6 +373,14 @@ class TestRuntimeLevels:
         logging.getLogger("t.nop").setLevel(logging.NOTSET)
         assert _nop is not log.debug
 
+
+    def test_dir_and_getmembers(self, captured):
+        """dir() and inspect.getmembers() work on a logger whose level methods are no-ops."""
+        log = structlog.get_logger("t.dir").bind()
+        logging.getLogger("t.dir").setLevel(logging.WARNING)
+        log.debug("off")
+        assert {"debug", "info", "bind", "_context"} <= set(dir(log))
+        assert "info" in dict(inspect.getmembers(log))
 
 class _Records(logging.Handler):
     """Keeps the records it is given; formats them with a classic formatter on demand."""
