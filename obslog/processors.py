@@ -164,27 +164,27 @@ _START_TIME: float = getattr(logging, "_startTime", 0.0)
 _RECORD_TEMPLATES: dict[int, dict[str, Any]] = {}
 
 
-def _record(name: str, levelno: int, msg: str, created: float, pid: int) -> logging.LogRecord:
+def _record(name: str, levelno: int) -> logging.LogRecord:
     """
-    Return the ``LogRecord`` of a rendered line: every attribute as ``logging.LogRecord`` sets it.
+    Return a new ``LogRecord`` for a line, with every attribute as ``logging.LogRecord`` sets it.
 
-    The line's own time and pid are the record's.  A record factory set with
-    ``logging.setLogRecordFactory`` makes it instead.  The attributes the stdlib computes the
-    same way for every record of a level (``levelno``, ``pathname``, ``filename``, ``module``...)
-    are copied from one it made; the others are computed here, as it does, every time.
+    The caller sets ``msg`` to the line, which takes the record's time and pid.  A record factory
+    set with ``logging.setLogRecordFactory`` makes it (with an empty message, the line set
+    after).  Otherwise the attributes the stdlib computes the same way for every record of a
+    level (``levelno``, ``pathname``, ``filename``, ``module``...) are copied from one it made;
+    the others are computed here, as it does, every time.
     """
     factory = logging.getLogRecordFactory()
     if factory is not logging.LogRecord or not _FAST_RECORDS:
-        return factory(name, levelno, _SOURCE, 0, msg, None, None)
+        return factory(name, levelno, _SOURCE, 0, "", None, None)
     template = _RECORD_TEMPLATES.get(levelno)
     if template is None:
         made = logging.LogRecord("", levelno, _SOURCE, 0, "", None, None)
         template = _RECORD_TEMPLATES[levelno] = dict(made.__dict__)
     fields = template.copy()
     fields["name"] = name
-    fields["msg"] = msg
     fields["levelname"] = logging.getLevelName(levelno)  # addLevelName() may rename it
-    fields["created"] = created
+    fields["created"] = created = time.time()
     fields["msecs"] = int((created - int(created)) * 1000) + 0.0
     fields["relativeCreated"] = (created - _START_TIME) * 1000
     if logging.logThreads:
@@ -202,7 +202,7 @@ def _record(name: str, levelno: int, msg: str, created: float, pid: int) -> logg
             except Exception:  # as LogRecord: keep the default
                 pass
     fields["processName"] = process_name
-    fields["process"] = pid if logging.logProcesses else None
+    fields["process"] = os.getpid() if logging.logProcesses else None
     record: logging.LogRecord = object.__new__(logging.LogRecord)
     record.__dict__ = fields
     return record
@@ -348,16 +348,18 @@ class BoundLogger(structlog.BoundLoggerBase):
                     event_dict["event"] = event
                 if _STRUCTLOG_VARS is None or _STRUCTLOG_VARS:  # something was ever bound
                     _merge_contextvars(logger, method, event_dict)
-                created = time.time()
-                pid = os.getpid()
-                line = _render(logger.name, method, event_dict, created, pid)
-                record = _record(logger.name, level, line, created, pid)
+                name = logger.name
+                record = _record(name, level)
+                record.msg = _render(
+                    name, method, event_dict, record.created, record.process or os.getpid()
+                )
             else:
                 line_args, line_kw = self._process_event(method, event, kw)
                 if line_kw or len(line_args) != 1:  # a custom last processor: stdlib formats
                     logger.log(level, *line_args, **line_kw)
                     return
-                record = _record(logger.name, level, line_args[0], time.time(), os.getpid())
+                record = _record(logger.name, level)
+                record.msg = line_args[0]
         except structlog.DropEvent:
             return
         except Exception as exc:  # logging must not raise into the application
@@ -369,7 +371,12 @@ class BoundLogger(structlog.BoundLoggerBase):
             line = RenderedLine(
                 degraded(_METHOD_LEVEL[method], logger.name, event, exc, extras=extras)
             )
-            record = _record(logger.name, level, line, time.time(), os.getpid())
+            try:
+                record = _record(logger.name, level)
+            except Exception:  # a record factory that raises
+                _stats.incr("dropped")
+                return
+            record.msg = line
         try:
             # The line is complete: Logger._log's findCaller and makeRecord are not needed.
             logger.handle(record)

@@ -472,6 +472,17 @@ class TestRecord:
         structlog.get_logger("t.rec").info("x")
         assert "h1" == records.records[0].host
 
+    def test_failing_record_factory_never_raises(self, captured, monkeypatch):
+        """A record factory that raises does not reach the app; the line is counted as dropped."""
+
+        def factory(*args, **kwargs):
+            raise RuntimeError("factory bug")
+
+        monkeypatch.setattr(logging, "_logRecordFactory", factory)
+        before = obslog.stats()["dropped"]
+        assert None is structlog.get_logger("t.rec").info("x")
+        assert 1 == obslog.stats()["dropped"] - before
+
     def test_thread_and_process_switches(self, captured, records, monkeypatch):
         """logThreads, logProcesses and logMultiprocessing off leave those attributes None."""
         monkeypatch.setattr(logging, "logThreads", False)
