@@ -135,7 +135,8 @@ def _render(
 # Where a structlog line's record says it comes from (its caller is on the line, when asked for).
 _SOURCE = "(structlog)"
 # The attributes ``logging.LogRecord.__init__`` sets, in its order, on the versions that
-# :func:`_record` knows (3.10 and 3.11 set these; newer ones add some, and get the factory's).
+# :func:`_record` knows (3.10 and 3.11 set these, 3.12 adds ``taskName``; 3.13 computes the time
+# otherwise, and gets the factory's records).
 _RECORD_KEYS = (
     "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module", "exc_info",
     "exc_text", "stack_info", "lineno", "funcName", "created", "msecs", "relativeCreated",
@@ -147,7 +148,7 @@ def _same_as_logrecord() -> bool:
     """Return whether :func:`_record` makes exactly what ``logging.LogRecord`` makes here."""
     probe = logging.LogRecord("probe", logging.INFO, _SOURCE, 0, "", None, None)
     start = getattr(logging, "_startTime", None)
-    if start is None or tuple(probe.__dict__) != _RECORD_KEYS:
+    if start is None or tuple(probe.__dict__) not in (_RECORD_KEYS, (*_RECORD_KEYS, "taskName")):
         return False
     created = probe.created
     # The time arithmetic differs between Python versions: check it against a real record.
@@ -160,6 +161,25 @@ def _same_as_logrecord() -> bool:
 # Decided once: where it is not the same, every record comes from the record factory.
 _FAST_RECORDS = _same_as_logrecord()
 _START_TIME: float = getattr(logging, "_startTime", 0.0)
+# Python 3.12+: the name of the asyncio task logging.
+_TASK_NAMES = (
+    "taskName" in logging.LogRecord("probe", logging.INFO, _SOURCE, 0, "", None, None).__dict__
+)
+
+
+def _task_name() -> str | None:
+    """Return the current asyncio task's name, as LogRecord does on Python 3.12+."""
+    if not logging.logAsyncioTasks:  # type: ignore[attr-defined,unused-ignore]
+        return None
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return None
+    try:
+        return asyncio.current_task().get_name()  # type: ignore[no-any-return]
+    except Exception:  # no running loop, or no task: as LogRecord
+        return None
+
+
 # The attributes that do not change between records of one level, as LogRecord computes them.
 _RECORD_TEMPLATES: dict[int, dict[str, Any]] = {}
 
@@ -203,6 +223,8 @@ def _record(name: str, levelno: int) -> logging.LogRecord:
                 pass
     fields["processName"] = process_name
     fields["process"] = os.getpid() if logging.logProcesses else None
+    if _TASK_NAMES:
+        fields["taskName"] = _task_name()
     record: logging.LogRecord = object.__new__(logging.LogRecord)
     record.__dict__ = fields
     return record

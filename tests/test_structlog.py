@@ -5,6 +5,7 @@ disabled levels (obslog.processors).
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import copy
 import inspect
@@ -482,6 +483,18 @@ class TestRecord:
         before = obslog.stats()["dropped"]
         assert None is structlog.get_logger("t.rec").info("x")
         assert 1 == obslog.stats()["dropped"] - before
+
+    async def test_task_name_as_the_stdlib_gives_it(self, captured, records):
+        """In an asyncio task the record's taskName is a LogRecord's there (Python 3.12+ has it)."""
+
+        async def work():
+            structlog.get_logger("t.rec").info("x")
+            made = logging.LogRecord("t.rec", logging.INFO, "(structlog)", 0, "", None, None)
+            return getattr(made, "taskName", "absent")
+
+        expected = await asyncio.create_task(work(), name="job-5")
+        assert expected in ("job-5", "absent")
+        assert expected == getattr(records.records[0], "taskName", "absent")
 
     def test_thread_and_process_switches(self, captured, records, monkeypatch):
         """logThreads, logProcesses and logMultiprocessing off leave those attributes None."""
