@@ -180,6 +180,8 @@ def _task_name() -> str | None:
         return None
 
 
+# Each thread's own Thread object (threading.current_thread() looks it up on every call).
+_THIS_THREAD = threading.local()
 # The attributes that do not change between records of one level, as LogRecord computes them.
 _RECORD_TEMPLATES: dict[int, dict[str, Any]] = {}
 
@@ -209,7 +211,11 @@ def _record(name: str, levelno: int) -> logging.LogRecord:
     fields["relativeCreated"] = (created - _START_TIME) * 1000
     if logging.logThreads:
         fields["thread"] = threading.get_ident()
-        fields["threadName"] = threading.current_thread().name
+        try:
+            thread = _THIS_THREAD.thread
+        except AttributeError:  # this thread's first record
+            thread = _THIS_THREAD.thread = threading.current_thread()
+        fields["threadName"] = thread.name  # read each time: a thread may be renamed
     else:
         fields["thread"] = fields["threadName"] = None
     process_name: str | None = None

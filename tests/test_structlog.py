@@ -427,6 +427,20 @@ class TestRecord:
         assert prefix + records.records[0].msg == text
         assert line == json.loads(records.records[0].getMessage())
 
+    def test_renamed_thread(self, captured, records):
+        """A thread renamed between two calls is named as it is now, as the stdlib names it."""
+        log = structlog.get_logger("t.rec")
+
+        def work():
+            log.info("first")
+            threading.current_thread().name = "renamed"
+            log.info("second")
+
+        worker = threading.Thread(target=work, name="original")
+        worker.start()
+        worker.join()
+        assert ["original", "renamed"] == [r.threadName for r in records.records]
+
     def test_process_name_from_multiprocessing(self, captured, records):
         """With multiprocessing loaded, processName is the current process's name, as in stdlib."""
         process = multiprocessing.current_process()
