@@ -238,8 +238,8 @@ def _record(name: str, levelno: int) -> logging.LogRecord:
 
 # -- the bound logger: level methods from a table, _nop below the stdlib logger's level -----------
 
-# structlog's level methods and the stdlib level each one logs at.
-_METHOD_LEVELS = {
+# structlog's level methods and the stdlib level number each one logs at (_METHOD_LEVEL: its name).
+_METHOD_LEVELNO = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
     "msg": logging.INFO,
@@ -283,8 +283,8 @@ def _nop(*args: Any, **kw: Any) -> None:
 
 
 def _level_method(name: str) -> Callable[..., None]:
-    """Return the level method *name* of :data:`_METHOD_LEVELS`."""
-    level = _METHOD_LEVELS[name]
+    """Return the level method *name* of :data:`_METHOD_LEVELNO`."""
+    level = _METHOD_LEVELNO[name]
     exception = name == "exception"
 
     def method(self: BoundLogger, event: Any = None, *args: Any, **kw: Any) -> None:
@@ -356,7 +356,7 @@ class BoundLogger(structlog.BoundLoggerBase):
         with _LOGGING_LOCK:  # a level changed meanwhile is cleared after this
             if logger.disabled:  # not a level, and not cached by logging either
                 return
-            for name, level in _METHOD_LEVELS.items():
+            for name, level in _METHOD_LEVELNO.items():
                 if not logger.isEnabledFor(level):
                     methods[name] = _nop
 
