@@ -260,8 +260,11 @@ class TestDisabledLevels:
     def test_logger_level_respected(self, captured):
         """A per-logger stdlib level applies to structlog loggers of that name."""
         logging.getLogger("t.quiet").setLevel(logging.ERROR)
-        structlog.get_logger("t.quiet").warning("no")
-        structlog.get_logger("t.quiet").error("yes")
+        try:
+            structlog.get_logger("t.quiet").warning("no")
+            structlog.get_logger("t.quiet").error("yes")
+        finally:
+            logging.getLogger("t.quiet").setLevel(logging.NOTSET)
         assert ["yes"] == [line["event"] for line in captured]
 
     def test_log_with_numeric_level(self, captured):

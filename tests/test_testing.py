@@ -97,13 +97,13 @@ class TestCaptureLines:
 
     def test_named_logger_that_does_not_propagate(self, monkeypatch):
         """logger= captures a logger that does not propagate, children included, and restores it."""
-        quiet = logging.getLogger("t.quiet")
+        quiet = logging.getLogger("t.testing.quiet")
         monkeypatch.setattr(quiet, "propagate", False)
         with capture_lines() as at_root:
             quiet.warning("unseen at the root")
-        with capture_lines("INFO", logger="t.quiet") as lines:
+        with capture_lines("INFO", logger="t.testing.quiet") as lines:
             quiet.debug("below the level")
-            logging.getLogger("t.quiet.child").info("from a child")
+            logging.getLogger("t.testing.quiet.child").info("from a child")
             quiet.warning("from the logger")
         assert [] == list(at_root)
         assert ["from a child", "from the logger"] == [line["event"] for line in lines]
