@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ._slo_config import SLO, ConfigError, from_flags, load_config, parse_duration
+from .rules.files import render as render_rules
 
 
 __all__ = [
@@ -357,13 +358,11 @@ def build(
 # --------------------------------------------------------------------------------------------
 
 
-def _scalar(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
 def render(document: Mapping[str, Any], header: str = HEADER) -> str:
     """
     Render a rule file document as YAML, deterministically and without PyYAML.
+
+    The same emitter as :func:`obslog.loki.rules.render`, with this module's header.
 
     Args:
         document: ``{"groups": [...]}`` as built by :func:`build`.
@@ -372,25 +371,7 @@ def render(document: Mapping[str, Any], header: str = HEADER) -> str:
     Returns:
         The YAML text.
     """
-    out = [header.rstrip("\n"), "groups:"]
-    for group in document["groups"]:
-        out.append(f"  - name: {_scalar(group['name'])}")
-        out.append(f"    interval: {group['interval']}")
-        out.append("    rules:")
-        for rule in group["rules"]:
-            kind = "record" if "record" in rule else "alert"
-            out.append(f"      - {kind}: {rule[kind]}")
-            body = "\n".join(" " * 10 + line for line in rule["expr"].split("\n"))
-            out.append(f"        expr: |-\n{body}")
-            if "for" in rule:
-                out.append(f"        for: {rule['for']}")
-            for key in ("labels", "annotations"):
-                if rule.get(key):
-                    out.append(f"        {key}:")
-                    out.extend(
-                        f"          {name}: {_scalar(value)}" for name, value in rule[key].items()
-                    )
-    return "\n".join(out) + "\n"
+    return render_rules(document, header)
 
 
 # --------------------------------------------------------------------------------------------

@@ -148,6 +148,36 @@ def _status_class() -> str:
     )
 
 
+def _error_rate(sel: str, event: str, key: str, window: str = RATE_RANGE) -> str:
+    """Weighted rate of *event* lines with ``outcome="error"``, summed by *key*."""
+    errors = weighted_rate(sel, event, [key, OUTCOME], f'| {OUTCOME}="error"', window=window)
+    return sum_by(by(key), errors)
+
+
+def _error_records(name: str, sel: str, event: str, key: str) -> list[Rule]:
+    """
+    Records ``<name>:rate1m`` and ``<name>:ratio_rate5m``: the error rate of *event* lines and
+    its share of all of them over 5 minutes, by *key*.
+    """
+    all_5m = sum_by(by(key), weighted_rate(sel, event, [key], window=SLOW_RANGE))
+    return [
+        _record(f"{name}:rate1m", _error_rate(sel, event, key)),
+        _record(f"{name}:ratio_rate5m", ratio(_error_rate(sel, event, key, SLOW_RANGE), all_5m)),
+    ]
+
+
+def _quantile_records(name: str, pipeline: str, grouping: str) -> list[Rule]:
+    """Records ``<name>:p50_5m`` (p90, p99): quantiles of ``duration_ms`` in seconds."""
+    return [
+        _record(
+            f"{name}:{label}_{SLOW_RANGE}",
+            f"quantile_over_time({phi}, {unwrapped(pipeline, 'duration_ms', SLOW_RANGE)}) "
+            f"{grouping} / 1000",
+        )
+        for phi, label in _QUANTILES
+    ]
+
+
 def request_group(sel: Streams | str) -> Group:
     """
     Return the group of request rates, errors and weighted request time.
@@ -162,12 +192,6 @@ def request_group(sel: Streams | str) -> Group:
     streams = as_streams(sel)
     req = streams("request")
     requests_1m = weighted_rate(req, "request", ["route", "method", STATUS], _status_class())
-    errors_1m = weighted_rate(req, "request", ["route", OUTCOME], f'| {OUTCOME}="error"')
-    errors_5m = weighted_rate(
-        req, "request", ["route", OUTCOME], f'| {OUTCOME}="error"', window=SLOW_RANGE
-    )
-    all_5m = weighted_rate(req, "request", ["route"], window=SLOW_RANGE)
-    by_route = by("route")
     return {
         "name": "obslog-requests",
         "interval": INTERVAL,
@@ -176,15 +200,11 @@ def request_group(sel: Streams | str) -> Group:
                 "service_route_method_status:obslog_requests:rate1m",
                 sum_by(by("route", "method", "status_class"), requests_1m),
             ),
-            _record("service_route:obslog_request_errors:rate1m", sum_by(by_route, errors_1m)),
-            _record(
-                "service_route:obslog_request_errors:ratio_rate5m",
-                ratio(f"{sum_by(by_route, errors_5m)}", f"{sum_by(by_route, all_5m)}"),
-            ),
+            *_error_records("service_route:obslog_request_errors", req, "request", "route"),
             _record(
                 "service_route:obslog_request_duration_seconds_sum:rate1m",
                 sum_by(
-                    by_route,
+                    by("route"),
                     weighted_sum_rate(req, "request", ["route", DURATION_MS], DURATION_MS),
                 )
                 + " / 1000",
@@ -209,14 +229,9 @@ def latency_group(sel: Streams | str) -> Group:
     streams = as_streams(sel)
     req = streams("request")
     pipeline = canonical(req, "request", ["route", DURATION_MS])
-    rules = [
-        _record(
-            f"service_route:obslog_request_duration_seconds:{name}_{SLOW_RANGE}",
-            f"quantile_over_time({phi}, {unwrapped(pipeline, 'duration_ms', SLOW_RANGE)}) "
-            f"{by('route')} / 1000",
-        )
-        for phi, name in _QUANTILES
-    ]
+    rules = _quantile_records(
+        "service_route:obslog_request_duration_seconds", pipeline, by("route")
+    )
     return {"name": "obslog-request-latency", "interval": INTERVAL, "rules": rules}
 
 
@@ -236,31 +251,14 @@ def task_group(sel: Streams | str) -> Group:
     """
     streams = as_streams(sel)
     task = streams("task")
-    by_task = by("task_name")
     tasks_1m = weighted_rate(task, "task", ["task_name", "state"])
-    failures_1m = weighted_rate(task, "task", ["task_name", OUTCOME], f'| {OUTCOME}="error"')
-    failures_5m = weighted_rate(
-        task, "task", ["task_name", OUTCOME], f'| {OUTCOME}="error"', window=SLOW_RANGE
-    )
-    all_5m = weighted_rate(task, "task", ["task_name"], window=SLOW_RANGE)
     duration = canonical(task, "task", ["task_name", DURATION_MS])
     rules = [
         _record(
             "service_task_state:obslog_tasks:rate1m", sum_by(by("task_name", "state"), tasks_1m)
         ),
-        _record("service_task:obslog_task_failures:rate1m", sum_by(by_task, failures_1m)),
-        _record(
-            "service_task:obslog_task_failures:ratio_rate5m",
-            ratio(sum_by(by_task, failures_5m), sum_by(by_task, all_5m)),
-        ),
-    ]
-    rules += [
-        _record(
-            f"service_task:obslog_task_duration_seconds:{name}_{SLOW_RANGE}",
-            f"quantile_over_time({phi}, {unwrapped(duration, 'duration_ms', SLOW_RANGE)}) "
-            f"{by_task} / 1000",
-        )
-        for phi, name in _QUANTILES
+        *_error_records("service_task:obslog_task_failures", task, "task", "task_name"),
+        *_quantile_records("service_task:obslog_task_duration_seconds", duration, by("task_name")),
     ]
     return {"name": "obslog-tasks", "interval": INTERVAL, "rules": rules}
 
@@ -369,12 +367,7 @@ def alert_group(sel: Streams | str) -> Group:
     req = streams("request")
     runtime = streams("runtime")
     by_route = by("route")
-    errors = sum_by(
-        by_route,
-        weighted_rate(
-            req, "request", ["route", OUTCOME], f'| {OUTCOME}="error"', window=SLOW_RANGE
-        ),
-    )
+    errors = _error_rate(req, "request", "route", SLOW_RANGE)
     total = sum_by(by_route, weighted_rate(req, "request", ["route"], window=SLOW_RANGE))
     latency = canonical(req, "request", ["route", DURATION_MS])
     rss = canonical(runtime, "runtime", [PID, "rss_bytes"])
