@@ -20,7 +20,7 @@ import argparse
 import difflib
 import sys
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -240,8 +240,16 @@ def _client(options: argparse.Namespace) -> RulerClient:
 
 
 def _setup(
-    action: str, argv: Sequence[str], prog: str | None
-) -> tuple[str, argparse.Namespace, RulerClient, list[Group]] | int:
+    action: str, argv: Sequence[str], prog: str | None, unread: str = ""
+) -> tuple[str, argparse.Namespace, RulerClient, list[Group], dict[str, Group]] | int:
+    """
+    Parse *argv*, build the client and the local groups, and read the server's groups.
+
+    Returns:
+        ``(prog, options, client, local groups, the server's groups by name)``, or the exit
+        status when that failed: 2 on a usage error, 1 when the server cannot be read (the
+        error, then *unread* if given, is written to stderr).
+    """
     prog = prog or f"obslog loki rules {action}"
     try:
         options = _parser(action, prog).parse_args(list(argv))
@@ -262,11 +270,44 @@ def _setup(
     except (ValueError, ImportError) as exc:
         sys.stderr.write(f"{prog}: error: {exc}\n")
         return 2
-    return prog, options, client, groups
+    try:
+        remote = client.groups(options.namespace)
+    except RulerError as exc:
+        sys.stderr.write(f"{prog}: error: {exc.describe()}\n")
+        if unread:
+            sys.stderr.write(f"{prog}: {unread}\n")
+        return 1
+    return prog, options, client, groups, remote
 
 
 def _out(line: str) -> None:
     sys.stdout.write(line + "\n")
+
+
+def _each(
+    prog: str, verb: str, names: list[str], act: Callable[[str], None]
+) -> tuple[list[str], list[RulerError]]:
+    """
+    Call *act* on each name in turn, stopping at the first systemic error, then report.
+
+    Returns:
+        ``(names done, errors)``.
+    """
+    done: list[str] = []
+    failed: list[RulerError] = []
+    pending = list(names)
+    while pending:
+        name = pending.pop(0)
+        try:
+            act(name)
+        except RulerError as exc:
+            failed.append(exc)
+            if exc.systemic:
+                break
+            continue
+        done.append(name)
+    _summary(prog, verb, done, failed, pending)
+    return done, failed
 
 
 def _summary(
@@ -290,16 +331,11 @@ def push_main(argv: Sequence[str], prog: str | None = None) -> int:
         0 when every group is in place, 1 when the server refused something (the summary names
         what was applied and what was not), 2 on a usage error.
     """
-    setup = _setup("push", argv, prog)
+    setup = _setup("push", argv, prog, unread="nothing was sent")
     if isinstance(setup, int):
         return setup
-    prog, options, client, groups = setup
+    prog, options, client, groups, remote = setup
     namespace = options.namespace
-    try:
-        remote = client.groups(namespace)
-    except RulerError as exc:
-        sys.stderr.write(f"{prog}: error: {exc.describe()}\n{prog}: nothing was sent\n")
-        return 1
     todo = plan(groups, remote)
     by_name = {g["name"]: g for g in groups}
     verb = "would " if options.dry_run else ""
@@ -312,24 +348,15 @@ def push_main(argv: Sequence[str], prog: str | None = None) -> int:
             _out(f"~ {namespace}/{name}: {verb}replace")
         _out(f"dry run: {len(todo.to_send())} of {len(groups)} groups would be sent")
         return 0
-    done: list[str] = []
-    failed: list[RulerError] = []
-    pending = todo.to_send()
-    while pending:
-        name = pending.pop(0)
-        try:
-            client.set_group(namespace, by_name[name])
-        except RulerError as exc:
-            failed.append(exc)
-            if exc.systemic:
-                break
-            continue
-        done.append(name)
+
+    def send(name: str) -> None:
+        client.set_group(namespace, by_name[name])
         created = name in todo.create
         _out(
             f"{'+' if created else '~'} {namespace}/{name}: {'created' if created else 'replaced'}"
         )
-    _summary(prog, "applied", done, failed, pending)
+
+    done, failed = _each(prog, "applied", todo.to_send(), send)
     if not failed:
         _out(f"{len(done)} sent, {len(todo.unchanged)} unchanged")
     return 1 if failed else 0
@@ -348,13 +375,8 @@ def diff_main(argv: Sequence[str], prog: str | None = None) -> int:
     setup = _setup("diff", argv, prog)
     if isinstance(setup, int):
         return setup
-    prog, options, client, groups = setup
+    prog, options, _, groups, remote = setup
     namespace = options.namespace
-    try:
-        remote = client.groups(namespace)
-    except RulerError as exc:
-        sys.stderr.write(f"{prog}: error: {exc.describe()}\n")
-        return 1
     yaml = load_yaml_module()
 
     def text(group: Group) -> list[str]:
@@ -395,16 +417,11 @@ def delete_main(argv: Sequence[str], prog: str | None = None) -> int:
         0 when none of the groups is left, 1 when the server refused something (the summary
         names what was deleted and what was not), 2 on a usage error.
     """
-    setup = _setup("delete", argv, prog)
+    setup = _setup("delete", argv, prog, unread="nothing was deleted")
     if isinstance(setup, int):
         return setup
-    prog, options, client, groups = setup
+    prog, options, client, groups, remote = setup
     namespace = options.namespace
-    try:
-        remote = client.groups(namespace)
-    except RulerError as exc:
-        sys.stderr.write(f"{prog}: error: {exc.describe()}\n{prog}: nothing was deleted\n")
-        return 1
     present = [g["name"] for g in groups if g["name"] in remote]
     for name in (g["name"] for g in groups if g["name"] not in remote):
         _out(f"  {namespace}/{name}: not on the server")
@@ -413,19 +430,10 @@ def delete_main(argv: Sequence[str], prog: str | None = None) -> int:
             _out(f"- {namespace}/{name}: would delete")
         _out(f"dry run: {len(present)} groups would be deleted")
         return 0
-    done: list[str] = []
-    failed: list[RulerError] = []
-    pending = list(present)
-    while pending:
-        name = pending.pop(0)
-        try:
-            client.delete_group(namespace, name)
-        except RulerError as exc:
-            failed.append(exc)
-            if exc.systemic:
-                break
-            continue
-        done.append(name)
+
+    def delete(name: str) -> None:
+        client.delete_group(namespace, name)
         _out(f"- {namespace}/{name}: deleted")
-    _summary(prog, "deleted", done, failed, pending)
+
+    _, failed = _each(prog, "deleted", present, delete)
     return 1 if failed else 0
