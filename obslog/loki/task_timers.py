@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._schema import TIMINGS
-from .rules.groups import Group, Rule, Streams, as_streams, check_timers
-from .rules.logql import INTERVAL, RATE_RANGE, by, canonical, sum_by, unwrapped, weighted_sum_rate
+from .rules.groups import Group, Streams, _timer_rules, as_streams
+from .rules.logql import INTERVAL
 
 
 __all__ = ["TASK_NAME", "task_timer_group"]
@@ -48,41 +47,5 @@ def task_timer_group(
     Raises:
         ValueError: A timer name is invalid or repeated, or there is none.
     """
-    task = as_streams(sel)("task")
-    by_task = by(TASK_NAME)
-    rules: list[Rule] = []
-    for timer in check_timers(timers):
-        present = f'"{timer}":'
-        labels = {"timer": timer}
-        total = weighted_sum_rate(
-            task, "task", [TASK_NAME, f'timer_ms="{TIMINGS}.{timer}.ms"'], "timer_ms", present
-        )
-        calls = weighted_sum_rate(
-            task,
-            "task",
-            [TASK_NAME, f'timer_calls="{TIMINGS}.{timer}.count"'],
-            "timer_calls",
-            present,
-        )
-        longest = canonical(
-            task, "task", [TASK_NAME, f'timer_max_ms="{TIMINGS}.{timer}.max_ms"'], contains=present
-        )
-        rules += [
-            {
-                "record": "service_task:obslog_timer_seconds:rate1m",
-                "expr": sum_by(by_task, total) + " / 1000",
-                "labels": dict(labels),
-            },
-            {
-                "record": "service_task:obslog_timer_calls:rate1m",
-                "expr": sum_by(by_task, calls),
-                "labels": dict(labels),
-            },
-            {
-                "record": "service_task:obslog_timer_max_seconds:max1m",
-                "expr": f"max_over_time({unwrapped(longest, 'timer_max_ms', RATE_RANGE)}) "
-                f"{by_task} / 1000",
-                "labels": dict(labels),
-            },
-        ]
+    rules = _timer_rules(as_streams(sel)("task"), "task", TASK_NAME, "service_task", timers)
     return {"name": name, "interval": INTERVAL, "rules": rules}

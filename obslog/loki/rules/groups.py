@@ -296,6 +296,44 @@ def runtime_group(sel: Streams | str) -> Group:
     return {"name": "obslog-runtime", "interval": INTERVAL, "rules": rules}
 
 
+def _timer_rules(sel: str, event: str, key: str, level: str, timers: Sequence[str]) -> list[Rule]:
+    """
+    Records of each timer on *event* lines: total time, calls and longest call, by *key*.
+
+    Every rule carries a ``timer`` label; record names start with *level*.
+
+    Raises:
+        ValueError: A timer name is invalid or repeated, or there is none.
+    """
+    grouping = by(key)
+    rules: list[Rule] = []
+    for timer in check_timers(timers):
+        present = f'"{timer}":'
+        labels = {"timer": timer}
+        total = weighted_sum_rate(
+            sel, event, [key, f'timer_ms="{TIMINGS}.{timer}.ms"'], "timer_ms", present
+        )
+        calls = weighted_sum_rate(
+            sel, event, [key, f'timer_calls="{TIMINGS}.{timer}.count"'], "timer_calls", present
+        )
+        longest = canonical(
+            sel, event, [key, f'timer_max_ms="{TIMINGS}.{timer}.max_ms"'], contains=present
+        )
+        rules += [
+            _record(
+                f"{level}:obslog_timer_seconds:rate1m", sum_by(grouping, total) + " / 1000", labels
+            ),
+            _record(f"{level}:obslog_timer_calls:rate1m", sum_by(grouping, calls), labels),
+            _record(
+                f"{level}:obslog_timer_max_seconds:max1m",
+                f"max_over_time({unwrapped(longest, 'timer_max_ms', RATE_RANGE)}) {grouping}"
+                " / 1000",
+                labels,
+            ),
+        ]
+    return rules
+
+
 def timer_group(sel: Streams | str, timers: Sequence[str], name: str = "obslog-timers") -> Group:
     """
     Return the per-timer group: total time, calls and longest call per route, for each timer.
@@ -314,41 +352,7 @@ def timer_group(sel: Streams | str, timers: Sequence[str], name: str = "obslog-t
     Raises:
         ValueError: A timer name is invalid or repeated, or there is none.
     """
-    streams = as_streams(sel)
-    req = streams("request")
-    names = check_timers(timers)
-    by_route = by("route")
-    rules: list[Rule] = []
-    for timer in names:
-        present = f'"{timer}":'
-        labels = {"timer": timer}
-        total = weighted_sum_rate(
-            req, "request", ["route", f'timer_ms="{TIMINGS}.{timer}.ms"'], "timer_ms", present
-        )
-        calls = weighted_sum_rate(
-            req,
-            "request",
-            ["route", f'timer_calls="{TIMINGS}.{timer}.count"'],
-            "timer_calls",
-            present,
-        )
-        longest = canonical(
-            req, "request", ["route", f'timer_max_ms="{TIMINGS}.{timer}.max_ms"'], contains=present
-        )
-        rules += [
-            _record(
-                "service_route:obslog_timer_seconds:rate1m",
-                sum_by(by_route, total) + " / 1000",
-                labels,
-            ),
-            _record("service_route:obslog_timer_calls:rate1m", sum_by(by_route, calls), labels),
-            _record(
-                "service_route:obslog_timer_max_seconds:max1m",
-                f"max_over_time({unwrapped(longest, 'timer_max_ms', RATE_RANGE)}) {by_route}"
-                " / 1000",
-                labels,
-            ),
-        ]
+    rules = _timer_rules(as_streams(sel)("request"), "request", "route", "service_route", timers)
     return {"name": name, "interval": INTERVAL, "rules": rules}
 
 
