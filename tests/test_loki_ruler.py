@@ -9,8 +9,6 @@ over real HTTP on a loopback port.  The scalable deployment is checked with
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from _loki import compose, compose_config
 from _require import require_binary
 from ruler_stub import RulerStub
 
@@ -303,42 +302,17 @@ class TestDiffAndDelete:
 # --------------------------------------------------------------------------------------------
 
 
-def _compose_command() -> list[str]:
-    """``docker compose`` (the plugin) when it answers, else ``docker-compose``."""
-    docker = shutil.which("docker")
-    if docker is not None:
-        probe = subprocess.run(
-            [docker, "compose", "version"], capture_output=True, text=True, check=False
-        )
-        if probe.returncode == 0:
-            return [docker, "compose"]
-    return [require_binary("docker-compose")]
-
-
-def _scalable() -> dict:
-    return yaml.safe_load((SCALABLE / "docker-compose.yml").read_text(encoding="utf-8"))
-
-
 class TestScalable:
     """loki/scalable: read, write and backend targets behind a gateway, MinIO, remote write."""
 
     def test_compose_config(self):
         """`docker compose config` (or docker-compose) validates the deployment offline."""
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_VERSION")}
-        result = subprocess.run(
-            [*_compose_command(), "-f", str(SCALABLE / "docker-compose.yml"), "config", "-q"],
-            cwd=SCALABLE,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            check=False,
-        )
+        result = compose_config(SCALABLE)
         assert 0 == result.returncode, result.stderr
 
     def test_targets_behind_a_gateway(self):
         """Three Loki targets from one config, a gateway routing to them, MinIO and Prometheus."""
-        services = _scalable()["services"]
+        services = compose(SCALABLE)["services"]
         for target in ("read", "write", "backend"):
             assert f"-target={target}" in services[target]["command"]
         assert {"gateway", "minio", "prometheus"} <= set(services)
@@ -366,7 +340,7 @@ class TestScalable:
 
     def test_prometheus_loads_the_slo_rules(self):
         """Prometheus takes remote writes and loads every rule file of loki/prometheus."""
-        services = _scalable()["services"]
+        services = compose(SCALABLE)["services"]
         assert "--web.enable-remote-write-receiver" in services["prometheus"]["command"]
         config = yaml.safe_load((SCALABLE / "prometheus.yml").read_text())
         assert ["/etc/prometheus/rules/*.yaml"] == config["rule_files"]

@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import types
@@ -24,7 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from _require import IN_CI, require_binary
+from _loki import compose, compose_config, lezer
+from _require import require_binary
 
 from obslog.loki import cli as loki_cli
 from obslog.loki import rules as generator
@@ -33,7 +33,6 @@ from obslog.loki import rules as generator
 ROOT = Path(__file__).resolve().parents[1]
 LOKI = ROOT / "loki"
 RULES = LOKI / "rules" / "fake"
-TOOLS = LOKI / "tools"
 DASHBOARD = LOKI / "dashboards" / "obslog.json"
 PROM_RULES = LOKI / "prometheus" / "obslog-rules.yaml"
 
@@ -75,26 +74,6 @@ def _substitute_grafana_variables(expr: str) -> str:
     """Grafana variables as a test value: intervals become 1m, anything else ``x``."""
     expr = re.sub(r"\$\{?__(auto|interval|rate_interval|range)\}?", "1m", expr)
     return re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(:[a-z]+)?\}?", "x", expr)
-
-
-def _lezer(items: list[dict[str, str]]) -> list[dict[str, Any]]:
-    """Run loki/tools/check-logql.js over *items*; return the expressions with errors."""
-    node = require_binary("node")
-    if not (TOOLS / "node_modules" / "@grafana" / "lezer-logql").is_dir():
-        message = "loki/tools/node_modules is missing: run `npm ci` in loki/tools"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    result = subprocess.run(
-        [node, str(TOOLS / "check-logql.js")],
-        input=json.dumps(items),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode in (0, 1), result.stderr
-    return json.loads(result.stdout)
 
 
 def _promtool_check_rules(tmp_path: Path, exprs: list[tuple[str, str]]) -> None:
@@ -280,17 +259,17 @@ class TestGrammar:
         """No rule expression has an error node."""
         items = [{"id": name, "expr": rule["expr"]} for name, rule in _all_rules()]
         assert 31 == len(items)
-        assert [] == _lezer(items)
+        assert [] == lezer(items)
 
     def test_dashboard_expressions_parse(self):
         """No LogQL target of the dashboard has an error node (Grafana variables substituted)."""
         items = [{"id": name, "expr": expr} for name, expr in _targets("loki")]
         assert len(items) >= 5
-        assert [] == _lezer(items)
+        assert [] == lezer(items)
 
     def test_checker_reports_errors(self):
         """The checker is not vacuous: a broken expression comes back with its error."""
-        failures = _lezer([{"id": "broken", "expr": 'sum(rate({a="b"}[1m])'}])
+        failures = lezer([{"id": "broken", "expr": 'sum(rate({a="b"}[1m])'}])
         assert ["broken"] == [failure["id"] for failure in failures]
 
 
@@ -629,23 +608,8 @@ class TestDashboard:
         )
         assert 1 == providers["apiVersion"]
         path = providers["providers"][0]["options"]["path"]
-        grafana = _compose()["services"]["grafana"]
+        grafana = compose(LOKI)["services"]["grafana"]
         assert f"./dashboards:{path}:ro" in grafana["volumes"]
-
-
-def _compose() -> dict[str, Any]:
-    return yaml.safe_load((LOKI / "docker-compose.yml").read_text(encoding="utf-8"))
-
-
-def _compose_command() -> list[str]:
-    docker = shutil.which("docker")
-    if docker is not None:
-        probe = subprocess.run(
-            [docker, "compose", "version"], capture_output=True, text=True, check=False
-        )
-        if probe.returncode == 0:
-            return [docker, "compose"]
-    return [require_binary("docker-compose")]
 
 
 class TestStack:
@@ -653,21 +617,12 @@ class TestStack:
 
     def test_compose_config_accepts_the_file(self):
         """`docker compose config` (or docker-compose) validates the stack offline."""
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_VERSION")}
-        result = subprocess.run(
-            [*_compose_command(), "-f", str(LOKI / "docker-compose.yml"), "config", "-q"],
-            cwd=LOKI,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            check=False,
-        )
+        result = compose_config(LOKI)
         assert 0 == result.returncode, result.stderr
 
     def test_compose_services_and_mounts(self):
         """All parts are there, bind mounts exist, Prometheus accepts remote write."""
-        services = _compose()["services"]
+        services = compose(LOKI)["services"]
         assert {"loki", "prometheus", "alertmanager", "grafana", "alloy", "demo"} == set(services)
         assert "--web.enable-remote-write-receiver" in services["prometheus"]["command"]
         for service in services.values():
@@ -684,7 +639,7 @@ class TestStack:
         ruler = config["ruler"]
         assert "local" == ruler["storage"]["type"]
         directory = ruler["storage"]["local"]["directory"]
-        assert f"./rules:{directory}:ro" in _compose()["services"]["loki"]["volumes"]
+        assert f"./rules:{directory}:ro" in compose(LOKI)["services"]["loki"]["volumes"]
         assert ruler["remote_write"]["enabled"] is True
         urls = [client["url"] for client in ruler["remote_write"]["clients"].values()]
         assert ["http://prometheus:9090/api/v1/write"] == urls
