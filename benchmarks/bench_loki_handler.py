@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import io
 import logging
 import os
@@ -28,11 +27,10 @@ import statistics
 import sys
 import time
 
-from pathlib import Path
-from typing import Any
-
 from obslog import JsonFormatter
 from obslog.loki import LokiHandler
+
+from ._loki import load_stub
 
 
 __all__ = ["main"]
@@ -40,18 +38,6 @@ __all__ = ["main"]
 CALLS_PER_ROUND = 4_000
 ROUNDS = 5
 WARMUP = 500
-
-
-def _load_stub() -> Any:
-    path = Path(__file__).resolve().parent.parent / "tests" / "loki_stub.py"
-    spec = importlib.util.spec_from_file_location("loki_stub", path)
-    if spec is None or spec.loader is None:  # pragma: no cover - broken checkout
-        msg = f"cannot load the Loki stand-in from {path}"
-        raise ImportError(msg)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("loki_stub", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _closed_port() -> int:
@@ -85,7 +71,7 @@ def _percentile(samples: list[int], q: float) -> float:
 
 def main() -> int:
     """Measure every case and print p50/p99 with their ratio to the StreamHandler."""
-    stub_module = _load_stub()
+    stub_module = load_stub()
     healthy = stub_module.LokiStub().start()
     slow = stub_module.LokiStub().start()
     slow.stall()

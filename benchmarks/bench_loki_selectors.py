@@ -22,7 +22,6 @@ per request line).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import logging
@@ -32,7 +31,6 @@ import uuid
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import obslog
@@ -41,6 +39,8 @@ from obslog.loki import LokiHandler
 from obslog.loki.rules import build_files
 from obslog.runtime import RuntimeLogger
 
+from ._loki import load_stub
+
 
 REQUESTS = 1_000
 TASKS_PER_REQUEST = 0.1
@@ -48,18 +48,6 @@ RUNTIME_LINES = 20
 
 _SELECTOR = re.compile(r"\{([^{}]*)\}\s*(\|[=~]\s*`([^`]*)`)?")
 _MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
-
-
-def _load_stub() -> Any:
-    path = Path(__file__).resolve().parent.parent / "tests" / "loki_stub.py"
-    spec = importlib.util.spec_from_file_location("loki_stub", path)
-    if spec is None or spec.loader is None:  # pragma: no cover - broken checkout
-        msg = f"cannot load the Loki stand-in from {path}"
-        raise ImportError(msg)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("loki_stub", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)
@@ -89,7 +77,7 @@ def write_mix(ratio: int, requests: int = REQUESTS) -> tuple[list[Stream], list[
     Returns:
         The streams without the canonical stream (obslog 0.1) and with it.
     """
-    stub_module = _load_stub()
+    stub_module = load_stub()
     stubs = [stub_module.LokiStub().start() for _ in range(2)]
     canonical_logger = logging.getLogger(obslog.get_config()["canonical_logger"])
     app = logging.getLogger(f"bench.shop.{uuid.uuid4().hex}")
