@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from collections.abc import Mapping
 from typing import Any
 
 from . import _records
@@ -236,7 +237,14 @@ class ObslogLogger(logging.Logger):
         factory = logging.getLogRecordFactory()
         if fn is UNKNOWN_FILE and factory is logging.LogRecord and _records.FAST:
             # No caller was looked for (findCaller above): no path to split per record.
-            record = _records.unknown_caller_record(name, level, msg, args, exc_info)
+            record = _records.unknown_caller_record(name, level)
+            d = record.__dict__
+            d["msg"] = msg
+            # As LogRecord: logger.info("%(a)s", {"a": 1}) formats with the mapping itself.
+            if args and len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+                args = args[0]
+            d["args"] = args
+            d["exc_info"] = exc_info
         else:
             record = factory(name, level, fn, lno, msg, args, exc_info, func, sinfo)
         if extra is not None:

@@ -37,6 +37,7 @@ from structlog.typing import EventDict
 from . import _stats
 from ._config import CONFIG
 from ._context import capture
+from ._records import make_record_maker
 from ._render import build, degraded, find_callsite, redact, render
 from ._stdlib import RenderedLine
 
@@ -134,106 +135,9 @@ def _render(
 
 # Where a structlog line's record says it comes from (its caller is on the line, when asked for).
 _SOURCE = "(structlog)"
-# The attributes ``logging.LogRecord.__init__`` sets, in its order, on the versions that
-# :func:`_record` knows (3.10 and 3.11 set these, 3.12 adds ``taskName``; 3.13 computes the time
-# otherwise, and gets the factory's records).
-_RECORD_KEYS = (
-    "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module", "exc_info",
-    "exc_text", "stack_info", "lineno", "funcName", "created", "msecs", "relativeCreated",
-    "thread", "threadName", "processName", "process",
-)  # fmt: skip
-
-
-def _same_as_logrecord() -> bool:
-    """Return whether :func:`_record` makes exactly what ``logging.LogRecord`` makes here."""
-    probe = logging.LogRecord("probe", logging.INFO, _SOURCE, 0, "", None, None)
-    start = getattr(logging, "_startTime", None)
-    if start is None or tuple(probe.__dict__) not in (_RECORD_KEYS, (*_RECORD_KEYS, "taskName")):
-        return False
-    created = probe.created
-    # The time arithmetic differs between Python versions: check it against a real record.
-    return bool(
-        int((created - int(created)) * 1000) + 0.0 == probe.msecs
-        and (created - start) * 1000 == probe.relativeCreated
-    )
-
-
-# Decided once: where it is not the same, every record comes from the record factory.
-_FAST_RECORDS = _same_as_logrecord()
-_START_TIME: float = getattr(logging, "_startTime", 0.0)
-# Python 3.12+: the name of the asyncio task logging.
-_TASK_NAMES = (
-    "taskName" in logging.LogRecord("probe", logging.INFO, _SOURCE, 0, "", None, None).__dict__
-)
-
-
-def _task_name() -> str | None:
-    """Return the current asyncio task's name, as LogRecord does on Python 3.12+."""
-    if not logging.logAsyncioTasks:  # type: ignore[attr-defined,unused-ignore]
-        return None
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is None:
-        return None
-    try:
-        return asyncio.current_task().get_name()  # type: ignore[no-any-return]
-    except Exception:  # no running loop, or no task: as LogRecord
-        return None
-
-
-# Each thread's own Thread object (threading.current_thread() looks it up on every call).
-_THIS_THREAD = threading.local()
-# The attributes that do not change between records of one level, as LogRecord computes them.
-_RECORD_TEMPLATES: dict[int, dict[str, Any]] = {}
-
-
-def _record(name: str, levelno: int) -> logging.LogRecord:
-    """
-    Return a new ``LogRecord`` for a line, with every attribute as ``logging.LogRecord`` sets it.
-
-    The caller sets ``msg`` to the line, which takes the record's time and pid.  A record factory
-    set with ``logging.setLogRecordFactory`` makes it (with an empty message, the line set
-    after).  Otherwise the attributes the stdlib computes the same way for every record of a
-    level (``levelno``, ``pathname``, ``filename``, ``module``...) are copied from one it made;
-    the others are computed here, as it does, every time.
-    """
-    factory = logging.getLogRecordFactory()
-    if factory is not logging.LogRecord or not _FAST_RECORDS:
-        return factory(name, levelno, _SOURCE, 0, "", None, None)
-    template = _RECORD_TEMPLATES.get(levelno)
-    if template is None:
-        made = logging.LogRecord("", levelno, _SOURCE, 0, "", None, None)
-        template = _RECORD_TEMPLATES[levelno] = dict(made.__dict__)
-    fields = template.copy()
-    fields["name"] = name
-    fields["levelname"] = logging.getLevelName(levelno)  # addLevelName() may rename it
-    fields["created"] = created = time.time()
-    fields["msecs"] = int((created - int(created)) * 1000) + 0.0
-    fields["relativeCreated"] = (created - _START_TIME) * 1000
-    if logging.logThreads:
-        fields["thread"] = threading.get_ident()
-        try:
-            thread = _THIS_THREAD.thread
-        except AttributeError:  # this thread's first record
-            thread = _THIS_THREAD.thread = threading.current_thread()
-        fields["threadName"] = thread.name  # read each time: a thread may be renamed
-    else:
-        fields["thread"] = fields["threadName"] = None
-    process_name: str | None = None
-    if logging.logMultiprocessing:
-        process_name = "MainProcess"
-        mp = sys.modules.get("multiprocessing")
-        if mp is not None:
-            try:  # noqa: SIM105 - hot path: a try costs nothing, contextlib.suppress() does
-                process_name = mp.current_process().name
-            except Exception:  # as LogRecord: keep the default
-                pass
-    fields["processName"] = process_name
-    fields["process"] = os.getpid() if logging.logProcesses else None
-    if _TASK_NAMES:
-        fields["taskName"] = _task_name()
-    record: logging.LogRecord = object.__new__(logging.LogRecord)
-    record.__dict__ = fields
-    return record
+# A new LogRecord for a line, as logging.LogRecord makes it (or the record factory, where one is
+# set): the caller sets msg to the line, which takes the record's time and pid.
+_record = make_record_maker(_SOURCE, None, from_factory=True)
 
 
 # -- the bound logger: level methods from a table, _nop below the stdlib logger's level -----------
