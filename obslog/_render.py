@@ -285,16 +285,7 @@ def render(line: dict[str, Any], fmt: str = "json") -> str:
     """Render *line* as one compact JSON line, or for the console when *fmt* is ``"console"``."""
     if fmt == "console":
         return render_console(line, CONFIG.colors)
-    text = _json.dumps(line)
-    if (
-        text.isascii()
-        and "@" not in text
-        and "=" not in text
-        and "'" not in text
-        and _redact.no_user_patterns
-    ):
-        return text
-    return _redact.finish_json(text)
+    return to_json(line)
 
 
 def degraded(
