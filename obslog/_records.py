@@ -74,7 +74,7 @@ def _task_name() -> str | None:
 
 def make_record_maker(
     pathname: str, func: str | None, *, from_factory: bool
-) -> Callable[..., logging.LogRecord]:
+) -> Callable[[str, int], logging.LogRecord]:
     """
     Return ``make_record(name, levelno)``, which returns the ``LogRecord`` that
     ``logging.LogRecord(name, levelno, pathname, 0, "", None, None, func)`` would make, attribute
