@@ -401,6 +401,8 @@ RUN_ELSEWHERE = {
     "--dry-run": "test_loki_ruler.py::TestReadmeQuickstart::test_quickstart",
     "obslog loki rules push --url http://127.0.0.1:3100 --no-shipped --slo-config slos.yaml":
         "test_loki_ruler.py::TestReadmeQuickstart::test_quickstart",
+    "python -m benchmarks --instructions":
+        "test_benchmarks.py::TestInstructions::test_counts_instructions_per_call_with_ratios",
     "python -m obslog.logconfig uvicorn --service shop > log.json":
         "test_logconfig.py::TestUvicorn::test_uvicorn_cli_with_generated_log_config_file",
     "uvicorn main:application --log-config log.json":
