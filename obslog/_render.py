@@ -161,15 +161,28 @@ def build(
         event = _safe_str(event)
     if "earer " in event or "asic " in event:  # has_scheme, inlined: every line pays it
         event = _redact.scrub_text(event)
-    line: dict[str, Any] = {
-        "timestamp": format_timestamp(created),
-        "level": level,
-        "logger": logger,
-        "event": event,
-        **CONFIG.static,
-        "pid": pid if pid is not None else os.getpid(),
-        **(ctx or _EMPTY),
-    }
+    if pid is None:
+        pid = os.getpid()
+    head = _head
+    if head.ctx is not ctx or head.pid != pid or head.static is not CONFIG.static:
+        head = _new_head(pid, ctx)
+    if head.fields is None:  # the context sets a field of the line's start: it wins, as bound
+        line: dict[str, Any] = {
+            "timestamp": format_timestamp(created),
+            "level": level,
+            "logger": logger,
+            "event": event,
+            **CONFIG.static,
+            "pid": pid,
+            **(ctx or _EMPTY),
+        }
+    else:
+        # A copy of a dict with the same keys is a memcpy, sized for the rest of the line.
+        line = head.fields.copy()
+        line["timestamp"] = format_timestamp(created)
+        line["level"] = level
+        line["logger"] = logger
+        line["event"] = event
     if callsite is not None:
         line[MODULE], line[FUNC], line[LINENO] = callsite
     if extras:
@@ -179,7 +192,7 @@ def build(
                 key = _safe_str(key)
             if key in line or key in PROTECTED:
                 key = _free_name(key, line, extras)
-            elif key[:1] == "_":  # private by convention (python-json-logger, structlog)
+            elif key and key[0] == "_":  # private by convention (python-json-logger, structlog)
                 continue
             secret = secrets.get(key)
             if secret is None:
@@ -199,6 +212,45 @@ def build(
     if stack_info:
         line["stack_info"] = _redact.scrub_text(_safe_str(stack_info))
     return line
+
+
+class _Head:
+    """
+    The start of a line for one static config, pid and context snapshot (contexts are replaced,
+    never mutated), built once: each line copies it and sets its own four first fields.
+    """
+
+    __slots__ = ("ctx", "fields", "pid", "static")
+
+    def __init__(
+        self,
+        static: dict[str, str] | None,
+        pid: int | None,
+        ctx: dict[str, Any] | None,
+        fields: dict[str, Any] | None,
+    ) -> None:
+        self.static = static
+        self.pid = pid
+        self.ctx = ctx
+        self.fields = fields
+
+
+_OWN_FIELDS = ("timestamp", "level", "logger", "event")
+_head = _Head(None, None, None, None)
+
+
+def _new_head(pid: int, ctx: dict[str, Any] | None) -> _Head:
+    global _head
+    static = CONFIG.static
+    fields: dict[str, Any] | None = None
+    if not ctx or not any(name in ctx for name in _OWN_FIELDS):
+        fields = dict.fromkeys(_OWN_FIELDS)
+        fields.update(static)
+        fields["pid"] = pid
+        fields.update(ctx or _EMPTY)
+    # One assignment: a thread reading _head sees the old head or the new one, never a mix.
+    _head = head = _Head(static, pid, ctx, fields)
+    return head
 
 
 def find_callsite() -> tuple[str, str, int]:
