@@ -187,13 +187,25 @@ def build(
         line[MODULE], line[FUNC], line[LINENO] = callsite
     if extras:
         secrets = _secret_cache
+        plain = _plain.keys if _plain.redact_keys is CONFIG.redact_keys else _forget_keys()
         for key, value in extras.items():
+            if key.__class__ is str and key in plain and key not in line:
+                # A key seen before, neither secret, private nor a schema field: its value only.
+                if value.__class__ is str:
+                    if "earer " in value or "asic " in value:
+                        value = _redact.scrub_text(value)
+                elif value.__class__ not in LEAF_TYPES:
+                    value = redact(value)
+                line[key] = value
+                continue
             if key.__class__ is not str:
                 key = _safe_str(key)
             if key in line or key in PROTECTED:
                 key = _free_name(key, line, extras)
             elif key and key[0] == "_":  # private by convention (python-json-logger, structlog)
                 continue
+            elif len(plain) < 4096 and not is_secret(key):
+                plain.add(key)  # the next line takes the path above
             secret = secrets.get(key)
             if secret is None:
                 secret = is_secret(key)
@@ -251,6 +263,25 @@ def _new_head(pid: int, ctx: dict[str, Any] | None) -> _Head:
     # One assignment: a thread reading _head sees the old head or the new one, never a mix.
     _head = head = _Head(static, pid, ctx, fields)
     return head
+
+
+class _PlainKeys:
+    """The extras' keys that need no decision but a clash test, for one set of secret names."""
+
+    __slots__ = ("keys", "redact_keys")
+
+    def __init__(self, redact_keys: frozenset[str] | None) -> None:
+        self.redact_keys = redact_keys
+        self.keys: set[str] = set()
+
+
+_plain = _PlainKeys(None)
+
+
+def _forget_keys() -> set[str]:
+    global _plain
+    _plain = plain = _PlainKeys(CONFIG.redact_keys)
+    return plain.keys
 
 
 def find_callsite() -> tuple[str, str, int]:
