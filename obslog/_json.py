@@ -119,7 +119,7 @@ def _dumps_stdlib(obj: Any) -> str:
 
 def _dumps_orjson(obj: Any) -> str:
     try:
-        return orjson.dumps(obj, default=_default).decode("utf-8")
+        return orjson.dumps(obj, _default).decode()  # positional, default UTF-8: fewer steps
     except (TypeError, RecursionError):
         # orjson raises JSONEncodeError (a TypeError) on lone surrogates, cycles, deep nesting and
         # non-string keys and integers beyond 64 bits: render exactly as without orjson.
