@@ -9,25 +9,15 @@ import sys
 import time
 import types
 
-import django
 import httpx
 import pytest
 
-from django.conf import settings
+from _django import configure_django
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import include, path
 
 
-if not settings.configured:
-    settings.configure(
-        DEBUG=False,
-        SECRET_KEY="obslog-tests",
-        ALLOWED_HOSTS=["127.0.0.1", "localhost"],
-        INSTALLED_APPS=[],
-        LOGGING_CONFIG=None,
-        USE_TZ=True,
-    )
-    django.setup()
+configure_django()
 
 from _servers import UvicornThread, WSGIServerThread
 from django.core.asgi import get_asgi_application

@@ -55,20 +55,9 @@ def _django_urls(readiness: Readiness, *, asynchronous: bool) -> str:
 @pytest.fixture(name="django_app")
 def _django_app():
     """Configure Django once (as tests/test_django.py does); yield a way to route to a URLconf."""
-    import django
+    from _django import configure_django
 
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False,
-            SECRET_KEY="obslog-tests",
-            ALLOWED_HOSTS=["127.0.0.1", "localhost"],
-            INSTALLED_APPS=[],
-            LOGGING_CONFIG=None,
-            USE_TZ=True,
-        )
-        django.setup()
+    configure_django()
     from django.test.utils import override_settings
 
     def routed(urlconf: str):

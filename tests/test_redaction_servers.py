@@ -10,24 +10,14 @@ import logging
 import sys
 import types
 
-import django
 import httpx
 import pytest
 import structlog
 
-from django.conf import settings
+from _django import configure_django
 
 
-if not settings.configured:
-    settings.configure(
-        DEBUG=False,
-        SECRET_KEY="obslog-tests",
-        ALLOWED_HOSTS=["127.0.0.1", "localhost"],
-        INSTALLED_APPS=[],
-        LOGGING_CONFIG=None,
-        USE_TZ=True,
-    )
-    django.setup()
+configure_django()
 
 from _servers import UvicornThread, WerkzeugThread, WSGIServerThread
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
