@@ -949,6 +949,10 @@ class TestDemo:
         assert b'obslog_request_duration_seconds_count{method="GET",route="/orders"' in (
             metrics.content
         )
-        assert 200 == orders.status_code
+        # /orders times out now and then by design (the demo's simulated database timeout), and
+        # the load loop's threads draw from one random stream: either answer is the shop's own.
+        assert orders.status_code in (200, 500)
+        if orders.status_code == 500:
+            assert {"error": "internal"} == orders.json()
         assert "runtime" in events
         assert 20 == events.count("request")
