@@ -165,8 +165,8 @@ def build(
         pid = os.getpid()
     head = _head
     if head.ctx is not ctx or head.pid != pid or head.static is not CONFIG.static:
-        head = _new_head(pid, ctx)
-    if head.fields is None:  # the context sets a field of the line's start: it wins, as bound
+        head = _head_seen_twice(pid, ctx)
+    if head.fields is None:  # first sight, or the context sets a field of the line's start
         line: dict[str, Any] = {
             "timestamp": format_timestamp(created),
             "level": level,
@@ -249,6 +249,22 @@ class _Head:
 
 _OWN_FIELDS = ("timestamp", "level", "logger", "event")
 _head = _Head(None, None, None, None)
+
+
+_NO_HEAD = _Head(None, None, None, None)
+# The (context, pid, static) of the last line that missed the head: a head is built on the second
+# line with the same start, so a scope that writes one line (its canonical line) builds none.
+_seen: tuple[Any, ...] = (None, None, None)
+
+
+def _head_seen_twice(pid: int, ctx: dict[str, Any] | None) -> _Head:
+    global _seen
+    static = CONFIG.static
+    seen = _seen
+    if seen[0] is ctx and seen[1] == pid and seen[2] is static:
+        return _new_head(pid, ctx)
+    _seen = (ctx, pid, static)  # one assignment: a reading thread sees the old tuple or this one
+    return _NO_HEAD
 
 
 def _new_head(pid: int, ctx: dict[str, Any] | None) -> _Head:
