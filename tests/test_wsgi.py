@@ -26,6 +26,18 @@ from obslog.wsgi import ObslogMiddleware
 log = logging.getLogger("shop")
 
 
+def _first_get(url: str, proc: subprocess.Popen, timeout: float = 20) -> httpx.Response:
+    """GET *url* once the server process *proc* listens (it may take a while to start)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url)
+        except httpx.TransportError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise
+            time.sleep(0.1)
+
+
 def make_flask(events: dict) -> Flask:
     app = Flask("shop_app")
 
@@ -192,15 +204,7 @@ class TestSilenceKeepsStartup:
             text=True,
         )
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    response = httpx.get(f"http://127.0.0.1:{port}/items/3")
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise
-                    time.sleep(0.1)
+            response = _first_get(f"http://127.0.0.1:{port}/items/3", proc)
             httpx.get(f"http://127.0.0.1:{port}/nope")
         finally:
             proc.terminate()
@@ -365,15 +369,7 @@ class TestGunicorn:
             text=True,
         )
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    response = httpx.get(f"http://127.0.0.1:{port}/items/3")
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise
-                    time.sleep(0.1)
+            response = _first_get(f"http://127.0.0.1:{port}/items/3", proc)
             httpx.get(f"http://127.0.0.1:{port}/items/4")
         finally:
             proc.terminate()
