@@ -138,30 +138,30 @@ def _serve_asgi(block: str, tmp_path: Path) -> None:
     module, attribute, flags = match.groups()
     (tmp_path / f"{module}.py").write_text(block)
     port = free_port()
-    server = Running(
+    _serve(
+        block,
+        tmp_path,
+        port,
         [sys.executable, "-m", "uvicorn", f"{module}:{attribute}", *shlex.split(flags),
          "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path,
-        env=clean_env(),
     )
-    try:
-        wait_listening(port, server)
-        _exercise_http(block, f"http://127.0.0.1:{port}", server)
-    finally:
-        code = server.stop(signal.SIGINT)
-    assert (0, "") == (code, _tracebacks(server.stderr)), server.stderr
-    _check_request_lines(block, server.lines())
 
 
 def _serve_flask(block: str, tmp_path: Path) -> None:
     """Run the block under ``flask --app app run``; requests get canonical lines."""
     (tmp_path / "app.py").write_text(block)
     port = free_port()
-    server = Running(
+    _serve(
+        block,
+        tmp_path,
+        port,
         [sys.executable, "-m", "flask", "--app", "app", "run", "--port", str(port)],
-        cwd=tmp_path,
-        env=clean_env(),
     )
+
+
+def _serve(block: str, tmp_path: Path, port: int, command: list[str]) -> None:
+    """Start *command* serving the block on *port*, exercise it, stop it: no traceback, lines."""
+    server = Running(command, cwd=tmp_path, env=clean_env())
     try:
         wait_listening(port, server)
         _exercise_http(block, f"http://127.0.0.1:{port}", server)
